@@ -1,0 +1,109 @@
+"""AutoTimm: train any timm backbone for image classification and object detection.
+
+This meta-package re-exports the public API of the AutoTimm packages that are installed. Names
+are imported on first use, so ``import autotimm`` stays light and a task package you do not use
+is never loaded. A name whose package is missing raises an ImportError that says which extra
+to install, e.g. ``pip install "autotimm[detection]"``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
+
+try:
+    __version__ = version("autotimm")
+except PackageNotFoundError:  # a source tree without installing
+    __version__ = "0.0.0"
+
+# name -> (module, extra that installs it; None for core, which is always installed)
+_EXPORTS: dict[str, tuple[str, str | None]] = {
+    # core
+    "BaseTask": ("autotimm_core", None),
+    "LoggerConfig": ("autotimm_core", None),
+    "LoggerManager": ("autotimm_core", None),
+    "LoggingConfig": ("autotimm_core", None),
+    "MetricConfig": ("autotimm_core", None),
+    "MetricManager": ("autotimm_core", None),
+    "create_backbone": ("autotimm_core", None),
+    "create_optimizer": ("autotimm_core", None),
+    "create_scheduler": ("autotimm_core", None),
+    "list_backbones": ("autotimm_core", None),
+    "list_optimizers": ("autotimm_core", None),
+    "list_schedulers": ("autotimm_core", None),
+    # classification
+    "ImageClassifier": ("autotimm_classification", "classification"),
+    "ImageDataModule": ("autotimm_classification", "classification"),
+    # detection
+    "ObjectDetector": ("autotimm_detection", "detection"),
+    "DetectionDataModule": ("autotimm_detection", "detection"),
+    # trainer
+    "AutoTrainer": ("autotimm_trainer", "trainer"),
+    "TunerConfig": ("autotimm_trainer", "trainer"),
+}
+
+__all__ = [
+    "AutoTrainer",
+    "BaseTask",
+    "DetectionDataModule",
+    "ImageClassifier",
+    "ImageDataModule",
+    "LoggerConfig",
+    "LoggerManager",
+    "LoggingConfig",
+    "MetricConfig",
+    "MetricManager",
+    "ObjectDetector",
+    "TunerConfig",
+    "create_backbone",
+    "create_optimizer",
+    "create_scheduler",
+    "list_backbones",
+    "list_optimizers",
+    "list_schedulers",
+]
+
+if TYPE_CHECKING:  # for IDEs and type checkers; nothing is imported at run time
+    from autotimm_classification import ImageClassifier, ImageDataModule
+    from autotimm_core import (
+        BaseTask,
+        LoggerConfig,
+        LoggerManager,
+        LoggingConfig,
+        MetricConfig,
+        MetricManager,
+        create_backbone,
+        create_optimizer,
+        create_scheduler,
+        list_backbones,
+        list_optimizers,
+        list_schedulers,
+    )
+    from autotimm_detection import DetectionDataModule, ObjectDetector
+    from autotimm_trainer import AutoTrainer, TunerConfig
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'autotimm' has no attribute '{name}'")
+    module_name, extra = _EXPORTS[name]
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        # Only a missing package itself is reported as a missing extra; an ImportError raised
+        # inside an installed package is a real error and propagates unchanged.
+        if err.name != module_name:
+            raise
+        dist = module_name.replace("_", "-")
+        raise ImportError(
+            f"autotimm.{name} needs the '{dist}' package, which is not installed. "
+            f'Install it with: pip install "autotimm[{extra}]"'
+        ) from err
+    value = getattr(module, name)
+    globals()[name] = value  # cache: later look-ups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,0 +1,248 @@
+"""Metric configuration and the per-stage metric manager."""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import inspect
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torchmetrics
+
+from autotimm_core._naming import close_matches
+
+STAGES = ("train", "val", "test")
+BACKENDS = ("torchmetrics", "custom")
+# Sub-modules of torchmetrics searched for a class name, in order.
+_TM_NAMESPACES = (
+    "torchmetrics",
+    "torchmetrics.classification",
+    "torchmetrics.detection",
+    "torchmetrics.regression",
+    "torchmetrics.segmentation",
+)
+
+
+@functools.cache
+def _torchmetrics_classes() -> dict[str, type]:
+    found: dict[str, type] = {}
+    for ns in _TM_NAMESPACES:
+        try:
+            mod = importlib.import_module(ns)
+        except ImportError:  # an optional sub-package whose extras are missing
+            continue
+        for attr in getattr(mod, "__all__", dir(mod)):
+            obj = getattr(mod, attr, None)
+            if isinstance(obj, type) and issubclass(obj, torchmetrics.Metric):
+                found.setdefault(attr, obj)
+    return found
+
+
+def resolve_metric_class(backend: str, metric_class: str | type) -> type:
+    """The metric class a MetricConfig names; ValueError listing close matches when unknown."""
+    if isinstance(metric_class, type):
+        if not issubclass(metric_class, torchmetrics.Metric):
+            raise ValueError(f"metric_class {metric_class!r} is not a torchmetrics.Metric subclass")
+        return metric_class
+    if backend == "torchmetrics":
+        classes = _torchmetrics_classes()
+        if metric_class in classes:
+            return classes[metric_class]
+        near = close_matches(metric_class, classes)
+        hint = f" Close matches: {', '.join(near)}." if near else ""
+        raise ValueError(
+            f"Unknown torchmetrics metric_class '{metric_class}'.{hint} Any class of torchmetrics "
+            "(e.g. Accuracy, F1Score, MeanAveragePrecision) works; for your own Metric subclass "
+            "use backend='custom' with metric_class='package.module.ClassName'."
+        )
+    module_name, _, cls_name = metric_class.rpartition(".")
+    if not module_name:
+        raise ValueError(
+            f"backend='custom' needs metric_class as 'package.module.ClassName', got '{metric_class}'"
+        )
+    try:
+        cls = getattr(importlib.import_module(module_name), cls_name)
+    except (ImportError, AttributeError) as err:
+        raise ValueError(f"metric_class '{metric_class}' could not be imported: {err}") from err
+    if not (isinstance(cls, type) and issubclass(cls, torchmetrics.Metric)):
+        raise ValueError(f"metric_class '{metric_class}' is not a torchmetrics.Metric subclass")
+    return cls
+
+
+@dataclass
+class MetricConfig:
+    """One metric to track, per stage.
+
+    Args:
+        name: the name it logs under: ``{stage}/{name}`` (e.g. ``val/accuracy``). Metrics that
+            return a dict (like MeanAveragePrecision) log each scalar entry as ``{stage}/{key}``.
+        metric_class: a torchmetrics class name (``"Accuracy"``, ``"F1Score"``,
+            ``"MeanAveragePrecision"``...), or with ``backend="custom"`` a dotted import path.
+        backend: ``"torchmetrics"`` (default) or ``"custom"``.
+        params: constructor arguments; ``num_classes``/``num_labels`` and ``task`` are filled in
+            by the task when left out. Default ``{}``.
+        stages: stages to compute it in, any of ``"train"``, ``"val"``, ``"test"``. Default all three.
+        prog_bar: show it on the progress bar. Default False.
+
+    Raises:
+        ValueError: unknown backend, metric_class or stage (the message lists the choices).
+    """
+
+    name: str
+    metric_class: str | type = ""
+    backend: str = "torchmetrics"
+    params: dict[str, Any] = field(default_factory=dict)
+    stages: list[str] = field(default_factory=lambda: list(STAGES))
+    prog_bar: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name or "/" in self.name or "." in self.name:
+            raise ValueError(
+                f"MetricConfig.name must be a non-empty string without '/' or '.', got {self.name!r}"
+            )
+        if self.backend not in BACKENDS:
+            raise ValueError(
+                f"MetricConfig.backend must be one of {list(BACKENDS)}, got {self.backend!r}"
+            )
+        if not self.metric_class:
+            raise ValueError("MetricConfig.metric_class is required, e.g. metric_class='Accuracy'")
+        if isinstance(self.stages, str):
+            self.stages = [self.stages]
+        bad = [s for s in self.stages if s not in STAGES]
+        if bad or not self.stages:
+            raise ValueError(
+                f"MetricConfig.stages must be a non-empty subset of {list(STAGES)}, got {self.stages!r}"
+            )
+        if not isinstance(self.params, dict):
+            raise ValueError(
+                f"MetricConfig.params must be a dict, got {type(self.params).__name__}"
+            )
+        self.params = dict(self.params)
+        self.stages = list(self.stages)
+        resolve_metric_class(self.backend, self.metric_class)
+
+    @property
+    def cls(self) -> type:
+        return resolve_metric_class(self.backend, self.metric_class)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (what checkpoints store)."""
+        d = asdict(self)
+        if isinstance(self.metric_class, type):
+            d["metric_class"] = f"{self.metric_class.__module__}.{self.metric_class.__qualname__}"
+            d["backend"] = (
+                "custom"
+                if not self.metric_class.__module__.startswith("torchmetrics")
+                else self.backend
+            )
+            if d["backend"] == "torchmetrics":
+                d["metric_class"] = self.metric_class.__name__
+        return d
+
+    @classmethod
+    def coerce(cls, value: MetricConfig | dict[str, Any]) -> MetricConfig:
+        """Accept a MetricConfig or its dict form (from YAML or a checkpoint)."""
+        if isinstance(value, MetricConfig):
+            return value
+        if isinstance(value, dict):
+            return cls(**value)
+        raise TypeError(f"expected a MetricConfig or a dict, got {type(value).__name__}")
+
+
+def _accepted_params(cls: type) -> set[str]:
+    # torchmetrics' task wrappers (Accuracy, F1Score...) declare their arguments on __new__.
+    target = cls.__new__ if "__new__" in cls.__dict__ else cls.__init__
+    return set(inspect.signature(target).parameters)
+
+
+def build_metric(
+    config: MetricConfig, num_classes: int | None, default_task: str | None
+) -> torchmetrics.Metric:
+    """Instantiate one metric, filling in ``task`` and ``num_classes``/``num_labels`` when left out."""
+    cls = config.cls
+    params = dict(config.params)
+    accepted = _accepted_params(cls)
+    if "task" in accepted and default_task and "task" not in params:
+        params["task"] = default_task
+    if num_classes is not None:
+        task = params.get("task")
+        if task == "multilabel" and "num_labels" in accepted:
+            params.setdefault("num_labels", num_classes)
+        elif task in (None, "multiclass") and "num_classes" in accepted:
+            params.setdefault("num_classes", num_classes)
+    try:
+        return cls(**params)
+    except (TypeError, ValueError) as err:
+        raise ValueError(
+            f"metric '{config.name}' ({cls.__name__}) could not be built from params {params}: {err}"
+        ) from err
+
+
+class MetricManager(nn.Module):
+    """Builds one metric instance per stage and logs their results.
+
+    Metrics sit in ``nn.ModuleDict``s, so they move with the model's device and sync across
+    processes under DDP when computed.
+    """
+
+    def __init__(
+        self,
+        configs: list[MetricConfig],
+        num_classes: int | None = None,
+        default_task: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.configs = [MetricConfig.coerce(c) for c in configs]
+        names = [c.name for c in self.configs]
+        dupes = {n for n in names if names.count(n) > 1}
+        if dupes:
+            raise ValueError(f"metric names must be unique, repeated: {sorted(dupes)}")
+        # "train" is an nn.Module method, so stage keys carry a prefix.
+        self.stage_metrics = nn.ModuleDict(
+            {
+                f"stage_{stage}": nn.ModuleDict(
+                    {
+                        c.name: build_metric(c, num_classes, default_task)
+                        for c in self.configs
+                        if stage in c.stages
+                    }
+                )
+                for stage in STAGES
+            }
+        )
+
+    def metrics(self, stage: str) -> nn.ModuleDict:
+        return self.stage_metrics[f"stage_{stage}"]
+
+    def has(self, stage: str) -> bool:
+        return len(self.metrics(stage)) > 0
+
+    def update(self, stage: str, preds: Any, target: Any) -> None:
+        for metric in self.metrics(stage).values():
+            metric.update(preds, target)
+
+    def compute(self, stage: str) -> dict[str, tuple[torch.Tensor, bool]]:
+        """Compute and reset every metric of ``stage``: ``{log_name: (value, prog_bar)}``.
+
+        Scalar results log as ``{stage}/{name}``; dict results as ``{stage}/{key}`` for each
+        scalar entry (non-scalar entries such as per-class lists are skipped).
+        """
+        out: dict[str, tuple[torch.Tensor, bool]] = {}
+        for config in self.configs:
+            if stage not in config.stages:
+                continue
+            metric = self.metrics(stage)[config.name]
+            if not metric.update_called:
+                continue
+            value = metric.compute()
+            metric.reset()
+            if isinstance(value, dict):
+                for key, v in value.items():
+                    if isinstance(v, torch.Tensor) and v.numel() == 1:
+                        out[f"{stage}/{key}"] = (v.float().reshape(()), config.prog_bar)
+            elif isinstance(value, torch.Tensor) and value.numel() == 1:
+                out[f"{stage}/{config.name}"] = (value.float().reshape(()), config.prog_bar)
+        return out

@@ -1,0 +1,212 @@
+"""Learning-rate schedulers: torch.optim.lr_scheduler and timm.scheduler under one name space.
+
+``create_scheduler`` returns the dict Lightning's ``configure_optimizers`` expects, with the
+stepping interval chosen per scheduler and run-length defaults (``T_max``, ``total_steps``...)
+filled in from the run when the caller leaves them out.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from typing import Any
+
+import timm.scheduler as tsched
+import torch
+import torch.optim.lr_scheduler as lrs
+
+from autotimm_core._naming import unknown_name_error
+
+
+@dataclass(frozen=True)
+class SchedulerInfo:
+    """A registry entry: how to build a scheduler and how Lightning must step it."""
+
+    name: str
+    cls: type
+    interval: str  # "epoch" or "step"
+    source: str  # "torch" or "timm"
+    needs_metric: bool = False
+    defaults: dict[str, Any] = field(default_factory=dict)
+
+
+def _milestones(epochs: int) -> list[int]:
+    # COCO-style drops at 2/3 and 11/12 of the run (8 and 11 of 12 epochs).
+    return sorted({max(1, round(epochs * 2 / 3)), max(1, round(epochs * 11 / 12))})
+
+
+# Defaults that depend on the run length: ``n`` is the number of scheduler steps in the run
+# (epochs for interval "epoch", optimizer steps for interval "step").
+_RUN_DEFAULTS = {
+    "cosineannealinglr": lambda n, lr: {"T_max": n},
+    "cosineannealingwarmrestarts": lambda n, lr: {"T_0": max(1, n // 3)},
+    "steplr": lambda n, lr: {"step_size": max(1, n // 3)},
+    "multisteplr": lambda n, lr: {"milestones": _milestones(n)},
+    "onecyclelr": lambda n, lr: {"total_steps": n, "max_lr": lr},
+    "cycliclr": lambda n, lr: {"base_lr": lr / 10, "max_lr": lr, "step_size_up": max(1, n // 10)},
+    "exponentiallr": lambda n, lr: {"gamma": 0.95},
+    "polynomiallr": lambda n, lr: {"total_iters": n},
+    "linearlr": lambda n, lr: {"total_iters": n},
+    "constantlr": lambda n, lr: {"total_iters": max(1, n // 10)},
+    "cosinelrscheduler": lambda n, lr: {"t_initial": n},
+    "tanhlrscheduler": lambda n, lr: {"t_initial": n},
+    "polylrscheduler": lambda n, lr: {"t_initial": n},
+    "steplrscheduler": lambda n, lr: {"decay_t": max(1, n // 3)},
+    "multisteplrscheduler": lambda n, lr: {"decay_t": _milestones(n)},
+    "wsdlrscheduler": lambda n, lr: {"t_initial": n},
+}
+
+#: Short names used in the guide and in configs.
+ALIASES = {
+    "cosine": "cosineannealinglr",
+    "cosine_restarts": "cosineannealingwarmrestarts",
+    "multistep": "multisteplr",
+    "step": "steplr",
+    "onecycle": "onecyclelr",
+    "plateau": "reducelronplateau",
+    "exponential": "exponentiallr",
+    "linear": "linearlr",
+    "poly": "polynomiallr",
+    "cyclic": "cycliclr",
+}
+
+# Composite schedulers (they take other schedulers) and callable-based ones are left to users
+# writing their own configure_optimizers: they cannot be named in a config.
+_EXCLUDED = {
+    "lrscheduler",
+    "_lrscheduler",
+    "sequentiallr",
+    "chainedscheduler",
+    "lambdalr",
+    "multiplicativelr",
+}
+_STEP_INTERVAL = {"onecyclelr", "cycliclr"}
+
+
+def _build_registry() -> dict[str, SchedulerInfo]:
+    reg: dict[str, SchedulerInfo] = {}
+    for attr in dir(lrs):
+        cls = getattr(lrs, attr)
+        key = attr.lower()
+        if key in _EXCLUDED or not isinstance(cls, type):
+            continue
+        if issubclass(cls, (lrs.LRScheduler, lrs.ReduceLROnPlateau)):
+            reg[key] = SchedulerInfo(
+                key,
+                cls,
+                "step" if key in _STEP_INTERVAL else "epoch",
+                "torch",
+                needs_metric=cls is lrs.ReduceLROnPlateau,
+            )
+    for attr in dir(tsched):
+        cls = getattr(tsched, attr)
+        if isinstance(cls, type) and issubclass(cls, tsched.scheduler.Scheduler):
+            key = attr.lower()
+            reg[key] = SchedulerInfo(key, cls, "epoch", "timm", needs_metric="plateau" in key)
+    return reg
+
+
+_REGISTRY = _build_registry()
+
+
+def list_schedulers() -> dict[str, list[str]]:
+    """Scheduler names by source: ``{"torch": [...], "timm": [...]}``, lower-case.
+
+    Aliases accepted everywhere a name is: ``cosine``, ``cosine_restarts``, ``multistep``,
+    ``step``, ``onecycle``, ``plateau``, ``exponential``, ``linear``, ``poly``, ``cyclic``.
+    """
+    out: dict[str, list[str]] = {"torch": [], "timm": []}
+    for info in _REGISTRY.values():
+        out[info.source].append(info.name)
+    return {k: sorted(v) for k, v in out.items()}
+
+
+def resolve_scheduler_name(name: str) -> SchedulerInfo:
+    """Registry entry for a name or alias (case-insensitive); ValueError listing choices if unknown."""
+    key = name.lower() if isinstance(name, str) else name
+    key = ALIASES.get(key, key)
+    if key not in _REGISTRY:
+        raise unknown_name_error(
+            "scheduler", str(name), list(_REGISTRY) + list(ALIASES), "autotimm.list_schedulers"
+        )
+    return _REGISTRY[key]
+
+
+def create_scheduler(
+    name: str,
+    optimizer: torch.optim.Optimizer,
+    total_steps: int | None = None,
+    total_epochs: int | None = None,
+    monitor: str = "val/loss",
+    **kwargs: Any,
+) -> dict[str, Any]:
+    """Create a scheduler by name and wrap it as Lightning's ``lr_scheduler`` config dict.
+
+    Args:
+        name: name or alias (see ``list_schedulers()``), e.g. ``"cosine"`` or ``"multisteplr"``.
+        optimizer: the optimizer to schedule.
+        total_steps: optimizer steps in the whole run; fills step-based defaults
+            (``OneCycleLR.total_steps``).
+        total_epochs: epochs in the run; fills epoch-based defaults (``CosineAnnealingLR.T_max``,
+            ``MultiStepLR.milestones`` at 2/3 and 11/12 of the run, ``StepLR.step_size``).
+        monitor: metric that plateau schedulers watch. Default ``"val/loss"``.
+        **kwargs: scheduler arguments; given values always win over the filled-in defaults.
+            ``interval`` ("epoch"/"step") and ``frequency`` are taken out and set how Lightning
+            steps the scheduler.
+
+    Returns:
+        ``{"scheduler": ..., "interval": ..., "frequency": ..., "name": ...}`` plus ``"monitor"``
+        for schedulers that need a metric.
+    """
+    info = resolve_scheduler_name(name)
+    kwargs = dict(kwargs)
+    interval = kwargs.pop("interval", info.interval)
+    frequency = kwargs.pop("frequency", 1)
+    monitor = kwargs.pop("monitor", monitor)
+    if interval not in ("epoch", "step"):
+        raise ValueError(f"scheduler interval must be 'epoch' or 'step', got {interval!r}")
+    run_length = total_steps if interval == "step" else total_epochs
+    if run_length is not None and run_length > 0 and info.name in _RUN_DEFAULTS:
+        lr = optimizer.param_groups[0]["lr"]
+        for key, value in _RUN_DEFAULTS[info.name](int(run_length), lr).items():
+            kwargs.setdefault(key, value)
+    if info.name == "reducelronplateau":
+        kwargs.setdefault("mode", "max" if monitor.endswith(("acc", "accuracy", "map")) else "min")
+
+    sig = inspect.signature(info.cls.__init__)
+    accepted = set(sig.parameters) - {"self", "optimizer"}
+    has_var_kw = any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
+    unknown = set(kwargs) - accepted
+    if unknown and not has_var_kw:
+        raise ValueError(
+            f"scheduler '{info.name}' got unknown argument(s) {sorted(unknown)}; "
+            f"it accepts: {', '.join(sorted(accepted))}"
+        )
+    required = [
+        p.name
+        for p in sig.parameters.values()
+        if p.default is p.empty
+        and p.name not in ("self", "optimizer")
+        and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
+    ]
+    missing = [r for r in required if r not in kwargs]
+    if missing:
+        raise ValueError(
+            f"scheduler '{info.name}' needs {missing} in scheduler_kwargs (they could not be "
+            "filled in from the run length: pass total_steps/total_epochs or set them)."
+        )
+    scheduler = info.cls(optimizer, **kwargs)
+    config: dict[str, Any] = {
+        "scheduler": scheduler,
+        "interval": interval,
+        "frequency": frequency,
+        "name": f"lr-{info.name}",
+    }
+    if info.needs_metric:
+        config["monitor"] = monitor
+    return config
+
+
+def is_timm_scheduler(scheduler: Any) -> bool:
+    """True for timm schedulers, which Lightning cannot step by itself (see BaseTask.lr_scheduler_step)."""
+    return isinstance(scheduler, tsched.scheduler.Scheduler)
