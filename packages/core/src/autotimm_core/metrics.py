@@ -228,7 +228,7 @@ class MetricManager(nn.Module):
         """Compute and reset every metric of ``stage``: ``{log_name: (value, prog_bar)}``.
 
         Scalar results log as ``{stage}/{name}``; dict results as ``{stage}/{key}`` for each
-        scalar entry (non-scalar entries such as per-class lists are skipped).
+        scalar floating-point entry (per-class lists and id lists are skipped).
         """
         out: dict[str, tuple[torch.Tensor, bool]] = {}
         for config in self.configs:
@@ -241,7 +241,8 @@ class MetricManager(nn.Module):
             metric.reset()
             if isinstance(value, dict):
                 for key, v in value.items():
-                    if isinstance(v, torch.Tensor) and v.numel() == 1:
+                    # Integer entries are ids (e.g. mAP's "classes"), not results.
+                    if isinstance(v, torch.Tensor) and v.numel() == 1 and v.is_floating_point():
                         out[f"{stage}/{key}"] = (v.float().reshape(()), config.prog_bar)
             elif isinstance(value, torch.Tensor) and value.numel() == 1:
                 out[f"{stage}/{config.name}"] = (value.float().reshape(()), config.prog_bar)

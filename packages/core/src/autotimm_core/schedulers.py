@@ -170,6 +170,9 @@ def create_scheduler(
         lr = optimizer.param_groups[0]["lr"]
         for key, value in _RUN_DEFAULTS[info.name](int(run_length), lr).items():
             kwargs.setdefault(key, value)
+    if info.source == "timm":
+        # timm schedulers ignore step_update() unless told they are not stepped per epoch.
+        kwargs.setdefault("t_in_epochs", interval == "epoch")
     if info.name == "reducelronplateau":
         kwargs.setdefault("mode", "max" if monitor.endswith(("acc", "accuracy", "map")) else "min")
 

@@ -43,6 +43,9 @@ class BaseTask(pl.LightningModule):
         scheduler_kwargs: scheduler arguments; run-length defaults are filled in from the trainer.
         freeze_backbone: train without updating the backbone; its BatchNorm statistics stay fixed
             too. Setting ``requires_grad=True`` on its parameters later unfreezes it. Default False.
+        num_classes: filled into metrics whose params leave ``num_classes``/``num_labels`` out.
+        metric_task: ``task`` filled into torchmetrics wrappers (``"multiclass"``,
+            ``"multilabel"``); default: the class attribute ``default_metric_task``.
     """
 
     #: Metrics used when ``metrics=None``; set by subclasses.
@@ -63,6 +66,7 @@ class BaseTask(pl.LightningModule):
         scheduler_kwargs: dict[str, Any] | None = None,
         freeze_backbone: bool = False,
         num_classes: int | None = None,
+        metric_task: str | None = None,
     ) -> None:
         super().__init__()
         valid_opts = {n for names in list_optimizers().values() for n in names}
@@ -86,7 +90,7 @@ class BaseTask(pl.LightningModule):
         configs = self.default_metrics if metrics is None else metrics
         self.metric_configs = [MetricConfig.coerce(m) for m in configs]
         self.metric_manager = MetricManager(
-            self.metric_configs, num_classes, self.default_metric_task
+            self.metric_configs, num_classes, metric_task or self.default_metric_task
         )
         self._scheduler_interval = "epoch"
 
