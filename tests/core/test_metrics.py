@@ -90,25 +90,28 @@ def test_multilabel_fills_num_labels():
     assert mgr.metrics("val")["accuracy"].num_labels == 5
 
 
+class MeanAndMax(torchmetrics.Metric):
+    """A metric with a dict result, like MeanAveragePrecision (which needs detection extras)."""
+
+    def __init__(self):
+        super().__init__()
+        self.add_state("values", default=[], dist_reduce_fx="cat")
+
+    def update(self, preds, target):
+        self.values.append((preds - target).abs().float())
+
+    def compute(self):
+        v = torch.cat(self.values)
+        return {"mean": v.mean(), "max": v.max(), "ids": torch.tensor([3]), "per_item": v}
+
+
 def test_dict_results_log_per_key():
-    mgr = MetricManager(
-        [
-            MetricConfig(
-                "mAP",
-                "MeanAveragePrecision",
-                params={"box_format": "xyxy", "iou_type": "bbox"},
-                stages=["val"],
-            )
-        ]
-    )
-    box = torch.tensor([[10.0, 10.0, 50.0, 50.0]])
-    preds = [{"boxes": box, "scores": torch.tensor([0.9]), "labels": torch.tensor([1])}]
-    target = [{"boxes": box, "labels": torch.tensor([1])}]
-    mgr.update("val", preds, target)
+    mgr = MetricManager([MetricConfig("err", MeanAndMax, stages=["val"])])
+    mgr.update("val", torch.tensor([1.0, 2.0]), torch.tensor([1.0, 5.0]))
     out = mgr.compute("val")
-    assert out["val/map"][0].item() == pytest.approx(1.0)
-    assert out["val/map_50"][0].item() == pytest.approx(1.0)
-    assert "val/classes" not in out and "val/mAP" not in out
+    assert set(out) == {"val/mean", "val/max"}  # integer ids and vectors are not logged
+    assert out["val/mean"][0].item() == pytest.approx(1.5)
+    assert out["val/max"][0].item() == pytest.approx(3.0)
 
 
 def test_duplicate_names_rejected():
