@@ -109,6 +109,17 @@ class BaseTask(pl.LightningModule):
             if store.get("logging_config") is not None:
                 store["logging_config"] = LoggingConfig.coerce(store["logging_config"]).to_dict()
 
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path: Any, *args: Any, **kwargs: Any) -> Any:
+        """Rebuild the model from a checkpoint with no arguments.
+
+        Pretrained weights are not fetched again (the checkpoint holds the trained ones): a task
+        with a ``pretrained`` argument is rebuilt with ``pretrained=False`` unless you pass it.
+        """
+        if "pretrained" in inspect.signature(cls.__init__).parameters:
+            kwargs.setdefault("pretrained", False)
+        return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
+
     # ----------------------------------------------------------------- learning rate
     @property
     def lr(self) -> float:

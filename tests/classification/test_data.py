@@ -1,0 +1,189 @@
+import shutil
+import warnings
+
+import pytest
+import pytorch_lightning as pl
+import torch
+from helpers import COLOURS, make_image_folder
+
+from autotimm_classification import ImageClassifier, ImageDataModule
+from autotimm_classification.transforms import IMAGENET_MEAN
+
+
+def dm(root, **kwargs) -> ImageDataModule:
+    kwargs = {"image_size": 32, "batch_size": 4, "num_workers": 0, **kwargs}
+    return ImageDataModule(root, **kwargs)
+
+
+def test_folders_give_sorted_classes_and_a_seeded_stratified_val_split(colour_folder):
+    data = dm(colour_folder, val_split=0.25)
+    data.setup("fit")
+    assert data.class_names == sorted(COLOURS) and data.num_classes == 3
+    assert len(data.train_dataset) == 27 and len(data.val_dataset) == 9
+    assert sorted(data.val_dataset.targets) == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    train_files = {p for p, _ in data.train_dataset.samples}
+    val_files = {p for p, _ in data.val_dataset.samples}
+    assert not train_files & val_files and len(train_files | val_files) == 36
+    again = dm(colour_folder, val_split=0.25)
+    again.setup("fit")
+    assert [p for p, _ in again.val_dataset.samples] == sorted(val_files)
+    other_seed = dm(colour_folder, val_split=0.25, seed=7)
+    other_seed.setup("fit")
+    assert {p for p, _ in other_seed.val_dataset.samples} != val_files
+    # The test folder keeps the training split's mapping.
+    for path, label in data.test_dataset.samples:
+        assert f"/{data.class_names[label]}/" in path
+
+
+def test_loaders_give_normalized_batches_and_a_val_folder_is_used(tmp_path):
+    root = make_image_folder(tmp_path, {"train": 5, "val": 2})
+    data = dm(root, batch_size=4, mean=(0.5,) * 3, std=(0.5,) * 3)
+    data.setup("fit")
+    assert len(data.val_dataset) == 6 and len(data.train_dataset) == 15
+    images, labels = next(iter(data.train_dataloader()))
+    assert images.shape == (4, 3, 32, 32) and images.dtype == torch.float32
+    assert labels.dtype == torch.int64
+    assert images.min() >= -1.0 and images.max() <= 1.0
+    assert len(data.train_dataloader()) == 3  # 15 images, batch 4, last partial batch dropped
+    assert sum(len(b[1]) for b in data.val_dataloader()) == 6
+
+
+def test_mean_and_std_come_from_the_attached_backbone(colour_folder):
+    data = dm(colour_folder)
+    data.setup("fit")
+    assert data.data_config["mean"] == list(IMAGENET_MEAN)  # no model: ImageNet's
+    model = ImageClassifier("test_resnet", num_classes=3, pretrained=False)
+    trainer = pl.Trainer(logger=False, enable_checkpointing=False, barebones=True)
+    trainer.strategy.connect(model)  # what fit() does before it calls the datamodule's setup
+    attached = dm(colour_folder)
+    attached.trainer = trainer
+    attached.setup("fit")
+    assert attached.data_config["mean"] == [0.5, 0.5, 0.5]  # test_resnet's pretrained config
+    assert attached.data_config["crop_pct"] == 0.95
+
+
+@pytest.mark.parametrize("name", ["digits", "DIGITS"])
+def test_builtin_digits_runs_offline(tmp_path, name):
+    data = dm(tmp_path, dataset_name=name, val_split=0.1)
+    data.prepare_data()
+    data.setup("fit")
+    assert data.class_names == [str(i) for i in range(10)]
+    sizes = len(data.train_dataset), len(data.val_dataset), len(data.test_dataset)
+    assert sum(sizes) == 1797 and sizes[2] == 359
+    images, labels = next(iter(data.train_dataloader()))
+    assert images.shape == (4, 3, 32, 32) and int(labels.max()) < 10
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda root: None, r"Image folder '.*train' not found"),
+        (lambda root: (root / "train").mkdir(), "has no class folders"),
+        (
+            lambda root: (root / "train" / "cat").mkdir(parents=True),
+            r"'.*train/cat' contains no image",
+        ),
+    ],
+)
+def test_missing_or_empty_folders_fail_at_setup_naming_the_path(tmp_path, make, message):
+    make(tmp_path)
+    data = dm(tmp_path)
+    with pytest.raises((FileNotFoundError, ValueError), match=message):
+        data.setup("fit")
+
+
+def test_an_empty_class_folder_beside_full_ones_is_named(tmp_path):
+    root = make_image_folder(tmp_path, {"train": 2})
+    (root / "train" / "yellow").mkdir()
+    (root / "train" / "yellow" / "notes.txt").write_text("no images here")
+    with pytest.raises(ValueError, match=r"train/yellow' contains no image files"):
+        dm(root).setup("fit")
+
+
+def test_val_class_unknown_to_train_is_an_error(tmp_path):
+    root = make_image_folder(tmp_path, {"train": 2, "val": 1})
+    shutil.copytree(root / "val" / "red", root / "val" / "purple")
+    with pytest.raises(
+        ValueError, match=r"val/purple' has no counterpart.*\['blue', 'green', 'red'\]"
+    ):
+        dm(root).setup("fit")
+
+
+def test_unknown_dataset_name_lists_the_valid_names(tmp_path):
+    with pytest.raises(
+        ValueError,
+        match=r"Unknown dataset_name 'CIFAR11'\. Valid names: CIFAR10, CIFAR100, MNIST, FashionMNIST, digits",
+    ):
+        dm(tmp_path, dataset_name="CIFAR11")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"augmentation_preset": "extreme"}, "augmentation_preset must be one of"),
+        ({"transform_backend": "dali"}, "transform_backend must be one of"),
+        ({"val_split": 1.0}, r"val_split must be in \[0, 1\)"),
+        ({"batch_size": 0}, "batch_size must be a positive int"),
+    ],
+)
+def test_bad_settings_fail_at_construction(tmp_path, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        dm(tmp_path, **kwargs)
+
+
+def test_verify_leaves_out_broken_files_with_one_warning(tmp_path):
+    root = make_image_folder(tmp_path, {"train": 4})
+    good = (root / "train" / "red" / "000.jpg").read_bytes()
+    (root / "train" / "red" / "cut.jpg").write_bytes(good[: len(good) // 2])
+    (root / "train" / "blue" / "empty.png").write_bytes(b"")
+    data = dm(root, verify=True, val_split=0)
+    with pytest.warns(
+        UserWarning,
+        match=r"left out 2 of 14 image files.*empty\.png \(empty file\).*cut\.jpg \(truncated JPEG",
+    ):
+        data.setup("fit")
+    assert len(data.train_dataset) == 12
+
+
+@pytest.mark.parametrize("num_workers", [0, 1])
+def test_unreadable_file_is_skipped_at_load_with_a_warning_and_an_epoch_count(
+    tmp_path, num_workers
+):
+    root = make_image_folder(tmp_path, {"train": 3})
+    (root / "train" / "green" / "zzz.jpg").write_bytes(b"\xff\xd8 this is not a jpeg")
+    data = dm(root, val_split=0, batch_size=10, num_workers=num_workers)
+    model = ImageClassifier("test_resnet", num_classes=3, pretrained=False)
+    trainer = pl.Trainer(
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer.fit(model, datamodule=data)
+    messages = [str(w.message) for w in caught]
+    if num_workers == 0:  # a worker's own warnings go to its stderr
+        assert any("Skipping unreadable image" in m and "green/zzz.jpg" in m for m in messages)
+    assert any(
+        "1 unreadable image file(s) skipped in the train data, epoch 0" in m for m in messages
+    )
+    assert trainer.global_step == 1  # the batch of 9 readable images still trained
+
+
+def test_grey_builtin_arrays_become_three_channels():
+    from autotimm_classification.datasets import ArrayImageDataset
+
+    grey = torch.arange(2 * 4 * 5, dtype=torch.uint8).view(2, 4, 5)
+    image, label = ArrayImageDataset(grey, [0, 1])[1]
+    assert image.shape == (3, 4, 5) and torch.equal(image[2], grey[1]) and label == 1
+    with pytest.raises(ValueError, match="2 images but 3 targets"):
+        ArrayImageDataset(grey, [0, 1, 2])
+
+
+def test_a_torchvision_set_not_yet_downloaded_says_how_to_get_it(tmp_path):
+    data = dm(tmp_path, dataset_name="cifar10", download=False)
+    data.prepare_data()  # download=False: nothing fetched
+    with pytest.raises(RuntimeError, match=r"CIFAR10 not found under '.*': call prepare_data\(\)"):
+        data.setup("fit")

@@ -1,0 +1,139 @@
+import pytest
+import pytorch_lightning as pl
+import torch
+from PIL import Image
+
+from autotimm_classification import ImageClassifier, ImageDataModule
+from autotimm_core import MetricConfig
+
+
+def tiny(**kwargs) -> ImageClassifier:
+    kwargs = {"backbone": "test_resnet", "num_classes": 3, "pretrained": False, **kwargs}
+    return ImageClassifier(**kwargs)
+
+
+def quiet_trainer(**kwargs) -> pl.Trainer:
+    kwargs = {
+        "logger": False,
+        "enable_checkpointing": False,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+        **kwargs,
+    }
+    return pl.Trainer(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("backbone", "kwargs"),
+    [("test_resnet", {}), ("test_efficientnet", {}), ("test_vit", {"img_size": 32})],
+)
+def test_any_timm_model_gets_its_own_head_reset_to_num_classes(backbone, kwargs):
+    model = tiny(backbone=backbone, num_classes=7, backbone_kwargs=kwargs)
+    assert model.backbone.get_classifier().out_features == 7
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 7)
+
+
+def test_default_metric_is_accuracy_on_val_and_test():
+    model = tiny()
+    assert model.metric_manager.has("val") and model.metric_manager.has("test")
+    assert not model.metric_manager.has("train")
+    metric = model.metric_manager.metrics("val")["accuracy"]
+    assert type(metric).__name__ == "MulticlassAccuracy" and metric.num_classes == 3
+
+
+def test_freeze_backbone_keeps_only_the_head_trainable():
+    model = tiny(freeze_backbone=True)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {"backbone.fc.weight", "backbone.fc.bias"}
+    model.train()
+    assert not model.backbone.bn1.training  # frozen BatchNorm keeps its statistics
+    for p in model.backbone.parameters():  # the guide's phase 2
+        p.requires_grad = True
+    model.train()
+    assert model.backbone.bn1.training
+
+
+def test_head_dropout_and_label_smoothing_are_used():
+    model = tiny(head_dropout=0.3, label_smoothing=0.1)
+    assert model.backbone.drop_rate == 0.3
+    logits = torch.tensor([[10.0, 0.0, 0.0]])
+    plain = torch.nn.functional.cross_entropy(logits, torch.tensor([0]))
+    assert model._loss(logits, torch.tensor([0])) > plain + 0.1
+
+
+def test_multi_label_uses_bce_sigmoid_and_multilabel_metrics():
+    model = tiny(multi_label=True, metrics=[MetricConfig("f1", "F1Score", stages=["val"])])
+    metric = model.metric_manager.metrics("val")["f1"]
+    assert type(metric).__name__ == "MultilabelF1Score" and metric.num_labels == 3
+    logits = torch.tensor([[2.0, -2.0, 0.0]])
+    target = torch.tensor([[1, 0, 1]])
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(logits, target.float())
+    assert torch.isclose(model._loss(logits, target), expected)
+    images = torch.randn(4, 3, 32, 32)
+    out = model.predict_step((images, target.expand(4, 3)), 0)
+    assert torch.allclose(out["probs"], torch.sigmoid(model(images)))
+    assert out["labels"].shape == (4, 3)
+
+    # Trains on multi-hot targets from a plain DataLoader and logs val/f1.
+    x = torch.randn(16, 3, 32, 32)
+    y = torch.randint(0, 2, (16, 3))
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=8)
+    trainer = quiet_trainer(max_epochs=1)
+    trainer.fit(model, loader, loader)
+    assert "val/f1" in trainer.callback_metrics and "val/loss" in trainer.callback_metrics
+
+
+def test_num_classes_that_disagrees_with_the_data_names_both(colour_folder):
+    data = ImageDataModule(colour_folder, image_size=32, batch_size=4, num_workers=0)
+    with pytest.raises(
+        ValueError, match=r"num_classes=5 but the data has 3 classes \(blue, green, red\)"
+    ):
+        quiet_trainer(max_epochs=1).fit(tiny(num_classes=5), datamodule=data)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"num_classes": None}, "num_classes must be a positive int, got None"),
+        ({"num_classes": 0}, "num_classes must be a positive int"),
+        ({"class_names": ["a", "b"]}, "class_names has 2 names but num_classes=3"),
+        ({"head_dropout": 1.5}, r"head_dropout must be in \[0, 1\)"),
+        ({"label_smoothing": -0.1}, r"label_smoothing must be in \[0, 1\)"),
+        ({"backbone": "resnet5O"}, "Unknown backbone 'resnet5O'"),
+        ({"optimizer": "adamx"}, "adamx"),
+    ],
+)
+def test_bad_arguments_are_clear_errors(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        tiny(**kwargs)
+
+
+def test_predict_gives_top_k_labels_from_paths_pil_and_tensors(tmp_path):
+    model = tiny(class_names=["blue", "green", "red"], data_config={"image_size": 32})
+    pil = Image.new("RGB", (40, 30), (200, 10, 10))
+    path = tmp_path / "red.png"
+    pil.save(path)
+    uint8 = torch.full((3, 30, 40), 7, dtype=torch.uint8)
+    results = model.predict([str(path), pil, uint8, uint8.float() / 255], top_k=2)
+    assert len(results) == 4 and all(len(r) == 2 for r in results)
+    for r in results:
+        assert r[0]["score"] >= r[1]["score"]
+        assert r[0]["label"] == ["blue", "green", "red"][r[0]["index"]]
+    # The same picture as a file and as a PIL image gives the same scores.
+    assert results[0][0]["score"] == pytest.approx(results[1][0]["score"], abs=1e-5)
+    assert results[2][0]["score"] == pytest.approx(results[3][0]["score"], abs=1e-5)
+    assert model.training  # predict restores the mode it found
+    single = model.predict(pil, top_k=10)
+    assert len(single) == 1 and len(single[0]) == 3  # top_k capped at num_classes
+    with pytest.raises(TypeError, match="takes file paths, PIL images"):
+        model.predict([42])
+
+
+def test_compile_keeps_parameter_names_and_outputs():
+    plain = tiny()
+    compiled = tiny(compile={"backend": "eager"})
+    assert plain.state_dict().keys() == compiled.state_dict().keys()
+    compiled.load_state_dict(plain.state_dict())
+    x = torch.randn(2, 3, 32, 32)
+    plain.eval(), compiled.eval()
+    assert torch.allclose(plain(x), compiled(x), atol=1e-6)
