@@ -102,7 +102,13 @@ class MeanAndMax(torchmetrics.Metric):
 
     def compute(self):
         v = torch.cat(self.values)
-        return {"mean": v.mean(), "max": v.max(), "ids": torch.tensor([3]), "per_item": v}
+        return {
+            "mean": v.mean(),
+            "max": v.max(),
+            "ids": torch.tensor([3]),
+            "per_item": v,
+            "max_per_class": torch.tensor([-1.0]),
+        }
 
 
 def test_dict_results_log_per_key():

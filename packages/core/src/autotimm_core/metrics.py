@@ -241,8 +241,12 @@ class MetricManager(nn.Module):
             metric.reset()
             if isinstance(value, dict):
                 for key, v in value.items():
-                    # Integer entries are ids (e.g. mAP's "classes"), not results.
-                    if isinstance(v, torch.Tensor) and v.numel() == 1 and v.is_floating_point():
+                    # Integer entries are ids (e.g. mAP's "classes") and "*_per_class" entries
+                    # are vectors that happen to hold one value: neither is a run-level result.
+                    is_stat = (
+                        isinstance(v, torch.Tensor) and v.numel() == 1 and v.is_floating_point()
+                    )
+                    if is_stat and not key.endswith("_per_class"):
                         out[f"{stage}/{key}"] = (v.float().reshape(()), config.prog_bar)
             elif isinstance(value, torch.Tensor) and value.numel() == 1:
                 out[f"{stage}/{config.name}"] = (value.float().reshape(()), config.prog_bar)

@@ -1,0 +1,122 @@
+"""Inference and training-step speed: ObjectDetector vs torchvision's FCOS, same backbone and size.
+
+Both are ResNet-50 + FPN P3-P7 + a 4-conv FCOS head, random weights, in one process, CPU by default.
+
+    OMP_NUM_THREADS=1 python benchmarks/detection_speed.py --image-size 320 --batch-size 2 --iters 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+from torchvision.models.detection import fcos_resnet50_fpn
+
+from autotimm_detection import ObjectDetector
+
+
+def _targets(batch: int, size: int, num_classes: int) -> list[dict[str, torch.Tensor]]:
+    g = torch.Generator().manual_seed(0)
+    out = []
+    for _ in range(batch):
+        xy = torch.rand(5, 2, generator=g) * size * 0.6
+        wh = 16 + torch.rand(5, 2, generator=g) * size * 0.35
+        out.append(
+            {
+                "boxes": torch.cat([xy, xy + wh], 1),
+                "labels": torch.randint(0, num_classes, (5,), generator=g),
+            }
+        )
+    return out
+
+
+def _time(fn, warmup: int, iters: int) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(iters):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--image-size", type=int, default=640)
+    ap.add_argument("--batch-size", type=int, default=4)
+    ap.add_argument("--iters", type=int, default=5)
+    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--num-classes", type=int, default=80)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default="cpu")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    dev = torch.device(args.device)
+    s, b = args.image_size, args.batch_size
+    images_u8 = torch.randint(0, 256, (b, 3, s, s), dtype=torch.uint8, device=dev)
+    images_f = images_u8.float() / 255
+    targets = [{k: v.to(dev) for k, v in t.items()} for t in _targets(b, s, args.num_classes)]
+
+    ours = ObjectDetector(
+        "resnet50", num_classes=args.num_classes, pretrained=False, image_size=s
+    ).to(dev)
+    # torchvision resizes inside the model: pin min/max size so that both see s x s inputs.
+    # num_classes + 1 keeps its classifier the same width as ours (it reserves label 0).
+    tv = fcos_resnet50_fpn(
+        weights=None,
+        weights_backbone=None,
+        num_classes=args.num_classes + 1,
+        min_size=s,
+        max_size=s,
+    ).to(dev)
+    tv.score_thresh, tv.nms_thresh = ours.hparams.score_thresh, ours.hparams.nms_thresh
+    tv_targets = [{"boxes": t["boxes"], "labels": t["labels"] + 1} for t in targets]
+    tv_images = list(images_f)
+
+    def ours_infer():
+        with torch.no_grad():
+            ours.postprocess(ours(images_u8))
+
+    def tv_infer():
+        with torch.no_grad():
+            tv(tv_images)
+
+    opt_ours = torch.optim.SGD(ours.parameters(), lr=1e-4)
+    opt_tv = torch.optim.SGD(tv.parameters(), lr=1e-4)
+
+    def ours_train():
+        opt_ours.zero_grad()
+        ours.loss(ours(images_u8), targets)["loss"].backward()
+        opt_ours.step()
+
+    def tv_train():
+        opt_tv.zero_grad()
+        sum(tv(tv_images, tv_targets).values()).backward()
+        opt_tv.step()
+
+    results = {}
+    ours.eval(), tv.eval()
+    results["inference images/s"] = (
+        b / _time(ours_infer, args.warmup, args.iters),
+        b / _time(tv_infer, args.warmup, args.iters),
+    )
+    ours.train(), tv.train()
+    results["training step s"] = (
+        _time(ours_train, args.warmup, args.iters),
+        _time(tv_train, args.warmup, args.iters),
+    )
+    print(
+        f"device={args.device} threads={args.threads} image_size={s} batch={b} iters={args.iters} (median)"
+    )
+    print(f"{'measure':<22}{'ours':>10}{'torchvision':>13}{'ratio':>8}")
+    for k, (o, t) in results.items():
+        ratio = o / t if "images/s" in k else t / o
+        print(f"{k:<22}{o:>10.3f}{t:>13.3f}{ratio:>7.2f}x")
+
+
+if __name__ == "__main__":
+    main()

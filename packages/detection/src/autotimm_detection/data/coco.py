@@ -1,0 +1,265 @@
+"""COCO-format annotations: loading with validation, and the detection Dataset."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from autotimm_detection.data.transforms import letterbox_size
+
+#: Missing files named in an error message (the rest are counted).
+_LIST_FIRST = 5
+
+
+@dataclass
+class ImageRecord:
+    """One image and its annotations in original pixels.
+
+    ``boxes`` are xyxy, clipped to the image; ``area`` is COCO's annotation area (what the COCO
+    evaluation uses for the small/medium/large ranges).
+    """
+
+    image_id: int
+    path: Path
+    width: int
+    height: int
+    boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
+    category_ids: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.int64))
+    iscrowd: np.ndarray = field(default_factory=lambda: np.zeros((0,), bool))
+    area: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.float32))
+
+
+@dataclass
+class CocoAnnotations:
+    """A validated COCO annotation file: its images (with boxes) and categories (sorted by id)."""
+
+    ann_file: Path
+    image_dir: Path
+    records: list[ImageRecord]
+    categories: list[dict[str, Any]]
+
+
+def _require(cond: bool, ann_file: Path, msg: str) -> None:
+    if not cond:
+        raise ValueError(f"{ann_file}: {msg}")
+
+
+def read_categories(ann_file: str | Path) -> list[dict[str, Any]]:
+    """The validated ``categories`` of an annotation file, sorted by id (reads the whole JSON)."""
+    return _read_json(Path(ann_file))[1]
+
+
+def _read_json(ann_file: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    if not ann_file.is_file():
+        raise FileNotFoundError(f"annotation file not found: {ann_file}")
+    try:
+        with open(ann_file, encoding="utf-8") as f:
+            data = json.load(f)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{ann_file}: not valid JSON ({err})") from err
+    _require(isinstance(data, dict), ann_file, "top level must be a JSON object")
+    for key in ("images", "annotations", "categories"):
+        _require(
+            key in data,
+            ann_file,
+            f"missing field '{key}' (COCO format needs images, annotations, categories)",
+        )
+        _require(isinstance(data[key], list), ann_file, f"field '{key}' must be a list")
+    _require(len(data["categories"]) > 0, ann_file, "field 'categories' is empty")
+    cats = []
+    for i, c in enumerate(data["categories"]):
+        _require(isinstance(c, dict) and "id" in c, ann_file, f"categories[{i}] has no 'id'")
+        cats.append({"id": int(c["id"]), "name": str(c.get("name", c["id"]))})
+    ids = [c["id"] for c in cats]
+    _require(len(set(ids)) == len(ids), ann_file, "categories: repeated 'id'")
+    return data, sorted(cats, key=lambda c: c["id"])
+
+
+def load_coco(
+    ann_file: str | Path,
+    image_dir: str | Path,
+    categories: list[dict[str, Any]] | None = None,
+    min_box_size: float = 1.0,
+) -> CocoAnnotations:
+    """Read and check a COCO detection annotation file.
+
+    Args:
+        ann_file: ``instances_*.json``.
+        image_dir: folder the images' ``file_name`` is relative to.
+        categories: the category list labels are defined by (the training set's); the file's
+            annotations may only use these ids. Default: the file's own categories.
+        min_box_size: boxes (after clipping to the image) with a side shorter than this many pixels
+            are dropped, counted in one warning. Default 1.0.
+
+    Raises:
+        FileNotFoundError: missing annotation file, image folder or images (the first few named).
+        ValueError: malformed JSON, missing fields, unknown image or category ids (file and field
+            named).
+    """
+    ann_file, image_dir = Path(ann_file), Path(image_dir)
+    data, own_categories = _read_json(ann_file)
+    if not image_dir.is_dir():
+        raise FileNotFoundError(f"image folder not found: {image_dir} (images of {ann_file})")
+    categories = own_categories if categories is None else categories
+    known_cats = {c["id"] for c in categories}
+
+    records: dict[int, ImageRecord] = {}
+    for i, img in enumerate(data["images"]):
+        for key in ("id", "file_name", "width", "height"):
+            _require(isinstance(img, dict) and key in img, ann_file, f"images[{i}] has no '{key}'")
+        image_id = int(img["id"])
+        _require(image_id not in records, ann_file, f"images[{i}].id {image_id} is repeated")
+        records[image_id] = ImageRecord(
+            image_id, image_dir / img["file_name"], int(img["width"]), int(img["height"])
+        )
+    missing = [str(r.path) for r in records.values() if not r.path.is_file()]
+    if missing:
+        shown = ", ".join(missing[:_LIST_FIRST])
+        more = f" and {len(missing) - _LIST_FIRST} more" if len(missing) > _LIST_FIRST else ""
+        raise FileNotFoundError(
+            f"{ann_file}: {len(missing)} images listed in 'images' are missing on disk: {shown}{more}"
+        )
+
+    per_image: dict[int, list[tuple[list[float], int, bool, float]]] = {}
+    dropped = 0
+    for i, ann in enumerate(data["annotations"]):
+        _require(isinstance(ann, dict), ann_file, f"annotations[{i}] is not an object")
+        for key in ("image_id", "category_id", "bbox"):
+            _require(key in ann, ann_file, f"annotations[{i}] has no '{key}'")
+        image_id, cat = int(ann["image_id"]), int(ann["category_id"])
+        _require(
+            image_id in records,
+            ann_file,
+            f"annotations[{i}].image_id {image_id} is not in 'images'",
+        )
+        _require(
+            cat in known_cats,
+            ann_file,
+            f"annotations[{i}].category_id {cat} is not in 'categories'",
+        )
+        bbox = ann["bbox"]
+        _require(
+            isinstance(bbox, (list, tuple)) and len(bbox) == 4,
+            ann_file,
+            f"annotations[{i}].bbox must be [x, y, width, height], got {bbox!r}",
+        )
+        rec = records[image_id]
+        x, y, w, h = (float(v) for v in bbox)
+        box = [
+            min(max(x, 0.0), rec.width),
+            min(max(y, 0.0), rec.height),
+            min(max(x + w, 0.0), rec.width),
+            min(max(y + h, 0.0), rec.height),
+        ]
+        if box[2] - box[0] < min_box_size or box[3] - box[1] < min_box_size:
+            dropped += 1
+            continue
+        area = float(ann.get("area", w * h))
+        per_image.setdefault(image_id, []).append((box, cat, bool(ann.get("iscrowd", 0)), area))
+    if dropped:
+        warnings.warn(
+            f"{ann_file}: dropped {dropped} annotations whose bbox is smaller than "
+            f"{min_box_size} px (zero, negative or outside the image)",
+            stacklevel=2,
+        )
+    for image_id, anns in per_image.items():
+        rec = records[image_id]
+        rec.boxes = np.asarray([a[0] for a in anns], np.float32).reshape(-1, 4)
+        rec.category_ids = np.asarray([a[1] for a in anns], np.int64)
+        rec.iscrowd = np.asarray([a[2] for a in anns], bool)
+        rec.area = np.asarray([a[3] for a in anns], np.float32)
+    return CocoAnnotations(ann_file, image_dir, list(records.values()), categories)
+
+
+def read_rgb(path: str | Path) -> np.ndarray:
+    """An image file as an RGB ``uint8`` (H, W, 3) array."""
+    with Image.open(path) as im:
+        return np.array(im.convert("RGB"))  # writable: torch.from_numpy needs that
+
+
+class CocoDetection(Dataset):
+    """COCO images with their targets, transformed for training or evaluation.
+
+    Each item is ``(image, target)``: a ``uint8`` (3, S, S) tensor and a dict with ``boxes``
+    (n, 4) xyxy in input pixels, ``labels`` (n,) contiguous, ``iscrowd`` (n,), ``image_id``,
+    ``orig_size`` (h, w), ``scale`` (sx, sy) of the letterbox, and the original annotations
+    ``orig_boxes``, ``orig_labels``, ``orig_iscrowd``, ``orig_area`` that evaluation compares with.
+    Unreadable images are skipped (the next image is returned) with a warning naming them.
+
+    Args:
+        annotations: from :func:`load_coco`.
+        transform: an :class:`~autotimm_detection.data.transforms.AlbumentationsTransform` or
+            ``TorchvisionTransform`` (or a callable with the same signature).
+        cat_to_label: category id -> contiguous label.
+        image_size: network input side (for the letterbox scale).
+    """
+
+    def __init__(
+        self,
+        annotations: CocoAnnotations,
+        transform: Callable[..., tuple[Tensor, Tensor, Tensor, Tensor]],
+        cat_to_label: dict[int, int],
+        image_size: int,
+    ) -> None:
+        self.annotations = annotations
+        self.records = annotations.records
+        self.transform = transform
+        self.cat_to_label = cat_to_label
+        self.image_size = image_size
+        self._unreadable: set[Path] = set()
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, dict[str, Tensor]]:
+        for attempt in range(len(self.records)):
+            rec = self.records[(index + attempt) % len(self.records)]
+            if rec.path in self._unreadable:
+                continue
+            try:
+                image = read_rgb(rec.path)
+            except (OSError, ValueError) as err:
+                self._unreadable.add(rec.path)
+                warnings.warn(f"skipping unreadable image {rec.path}: {err}", stacklevel=2)
+                continue
+            return self._item(rec, image)
+        raise RuntimeError(
+            f"{self.annotations.ann_file}: no readable image in {self.annotations.image_dir}"
+        )
+
+    def _item(self, rec: ImageRecord, image: np.ndarray) -> tuple[Tensor, dict[str, Tensor]]:
+        h, w = image.shape[:2]
+        labels = np.asarray([self.cat_to_label[int(c)] for c in rec.category_ids], np.int64)
+        img, boxes, out_labels, crowd = self.transform(image, rec.boxes, labels, rec.iscrowd)
+        nh, nw = letterbox_size(h, w, self.image_size)
+        target = {
+            "boxes": boxes,
+            "labels": out_labels,
+            "iscrowd": crowd,
+            "image_id": torch.tensor(rec.image_id),
+            "orig_size": torch.tensor([h, w]),
+            "scale": torch.tensor([nw / w, nh / h], dtype=torch.float32),
+            "orig_boxes": torch.from_numpy(rec.boxes),
+            "orig_labels": torch.from_numpy(labels),
+            "orig_iscrowd": torch.from_numpy(rec.iscrowd),
+            "orig_area": torch.from_numpy(rec.area),
+        }
+        return img, target
+
+
+def collate_detection(
+    batch: list[tuple[Tensor, dict[str, Tensor]]],
+) -> tuple[Tensor, list[dict[str, Tensor]]]:
+    """Stack the (equal-size) images; keep targets as a list (their box counts differ)."""
+    images, targets = zip(*batch)
+    return torch.stack(images), list(targets)

@@ -1,0 +1,530 @@
+"""AutoTrainer: a PyTorch Lightning Trainer with checkpointing, loggers and auto-tuning set up."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import (
+    Callback,
+    DeviceStatsMonitor,
+    LearningRateMonitor,
+    ModelCheckpoint,
+)
+from pytorch_lightning.loggers import CSVLogger, Logger
+
+from autotimm_core import LoggerConfig, LoggerManager
+from autotimm_trainer import _log
+from autotimm_trainer.callbacks import MonitorCheck, RunStats
+from autotimm_trainer.tuning import TunerConfig, check_tunable, run_tuning
+
+try:  # the precisions Lightning accepts, from its own type definitions
+    from typing import get_args
+
+    from lightning_fabric.plugins.precision.precision import _PRECISION_INPUT
+
+    _PRECISIONS: tuple[Any, ...] = tuple(v for t in get_args(_PRECISION_INPUT) for v in get_args(t))
+except Exception:  # pragma: no cover - private names moved: Lightning validates on its own
+    _PRECISIONS = ()
+
+# Callbacks that raise without a logger: AutoTrainer adds a CSV logger for them.
+_NEEDS_LOGGER = (LearningRateMonitor, DeviceStatsMonitor)
+# ckpt_path values Lightning resolves itself rather than reading a file.
+_CKPT_KEYWORDS = ("last", "best", "hpc", "registry")
+# Handed from the process that launches DDP workers to the workers (which re-run the script):
+# the run folder and the tuning results, so that they neither tune again nor pick a new folder.
+_FIT_STATE_ENV = "AUTOTIMM_FIT_STATE"
+_fit_calls = 0  # AutoTrainer.fit calls in this process; pairs a worker's fit with its launcher's
+
+
+class AutoTrainer(pl.Trainer):
+    """A ``pytorch_lightning.Trainer`` with AutoTimm's defaults.
+
+    On top of ``pl.Trainer`` it saves checkpoints into a fresh folder per run, builds loggers
+    from ``LoggerConfig``, tunes the batch size and learning rate before training when asked,
+    seeds everything, and ends ``fit`` with a one-line summary. It works with any
+    ``LightningModule``; every other ``pl.Trainer`` argument is passed through.
+
+    Args:
+        max_epochs: training epochs. Default 10.
+        accelerator: ``"auto"``, ``"cpu"``, ``"gpu"``, ``"tpu"``, ``"mps"``... Default ``"auto"``.
+        devices: number of devices, a list of indices, or ``"auto"``. Default ``"auto"``.
+        precision: ``32``, ``16``, ``64``, ``"bf16-mixed"``, ``"16-mixed"``, ``"bf16-true"``...
+            Default 32.
+        logger: ``False`` (none), ``True`` (Lightning's default), a ``LoggerManager``, a list of
+            ``LoggerConfig`` (or their dicts) and/or Lightning ``Logger`` objects, or one of them.
+            File loggers from ``LoggerConfig`` write under ``default_root_dir/logs``. Default False.
+        tuner_config: a ``TunerConfig`` (or its dict): what ``fit`` tunes first. Default None.
+        checkpoint_monitor: metric for the best checkpoint (``"val/accuracy"``). With it, the
+            best checkpoint and ``last.ckpt`` are kept; without it, the last epoch. Default None.
+        checkpoint_mode: ``"max"`` or ``"min"``: whether a higher monitored value is better.
+            Default ``"max"``.
+        callbacks: Lightning callbacks, added to AutoTrainer's own. Default None.
+        default_root_dir: where runs, checkpoints and logs go. Default ``"."``.
+        gradient_clip_val: clip gradients to this norm (``gradient_clip_algorithm`` passes
+            through). Default None.
+        accumulate_grad_batches: batches per optimizer step. Default 1.
+        val_check_interval: validate every fraction of an epoch (float) or every N training
+            batches (int). Default 1.0.
+        enable_checkpointing: save checkpoints. Default True.
+        fast_dev_run: ``True`` runs 1 batch of train/val/test, an int N runs N batches; no
+            checkpoints, logs or tuning. Default False.
+        seed: if given, ``seed_everything(seed, workers=True)`` when the trainer is created
+            (create it before the model for a reproducible initialization). Default None.
+        **kwargs: any other ``pl.Trainer`` argument (``strategy``, ``num_nodes``,
+            ``limit_train_batches``, ``deterministic``...).
+
+    Checkpoints go to ``<run folder>/checkpoints``. The run folder is the first logger's
+    ``log_dir`` when there is one, else ``default_root_dir/runs/version_N`` with a new N for each
+    ``fit``, so an earlier run's files are never overwritten.
+    """
+
+    def __init__(
+        self,
+        max_epochs: int | None = 10,
+        accelerator: str = "auto",
+        devices: list[int] | str | int = "auto",
+        precision: int | str | None = 32,
+        logger: bool | Logger | LoggerManager | Sequence[Logger | LoggerConfig] | None = False,
+        tuner_config: TunerConfig | None = None,
+        checkpoint_monitor: str | None = None,
+        checkpoint_mode: str = "max",
+        callbacks: list[Callback] | Callback | None = None,
+        default_root_dir: str | Path = ".",
+        gradient_clip_val: int | float | None = None,
+        accumulate_grad_batches: int = 1,
+        val_check_interval: int | float | None = 1.0,
+        enable_checkpointing: bool = True,
+        fast_dev_run: int | bool = False,
+        seed: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if checkpoint_mode not in ("max", "min"):
+            raise ValueError(f"checkpoint_mode must be 'max' or 'min', got {checkpoint_mode!r}")
+        if _PRECISIONS and precision is not None and precision not in _PRECISIONS:
+            raise ValueError(
+                f"precision={precision!r} is not a precision Lightning knows; choose one of "
+                f"{list(_PRECISIONS)}"
+            )
+        if checkpoint_monitor is not None and not enable_checkpointing:
+            raise ValueError(
+                f"checkpoint_monitor={checkpoint_monitor!r} needs enable_checkpointing=True"
+            )
+        self.tuner_config = TunerConfig.coerce(tuner_config)
+        if seed is not None:
+            pl.seed_everything(seed, workers=True)
+        self.seed = seed
+        root = str(default_root_dir)
+
+        callbacks = list([callbacks] if isinstance(callbacks, Callback) else callbacks or [])
+        user_ckpt = [cb for cb in callbacks if isinstance(cb, ModelCheckpoint)]
+        if user_ckpt and checkpoint_monitor is not None:
+            raise ValueError(
+                "Pass either checkpoint_monitor or your own ModelCheckpoint in callbacks, not both"
+            )
+        self._auto_checkpoint: ModelCheckpoint | None = None
+        if enable_checkpointing and not user_ckpt:
+            self._auto_checkpoint = _make_checkpoint(checkpoint_monitor, checkpoint_mode)
+            if fast_dev_run:  # Lightning skips checkpoints then, except save_last at train end
+                self._auto_checkpoint.save_last = False
+            callbacks.append(self._auto_checkpoint)
+        if checkpoint_monitor is not None:
+            callbacks.append(MonitorCheck(checkpoint_monitor))
+        self._run_stats = RunStats()
+        callbacks.append(self._run_stats)
+
+        loggers = _build_loggers(logger, root)
+        needy = [type(cb).__name__ for cb in callbacks if isinstance(cb, _NEEDS_LOGGER)]
+        if needy and loggers is False:
+            loggers = [CSVLogger(save_dir=os.path.join(root, "logs"))]
+            _log.info(
+                f"{', '.join(needy)} needs a logger and logger=False: logging to CSV under "
+                f"{os.path.join(root, 'logs')} (pass logger=... to choose another)."
+            )
+
+        self.checkpoint_monitor = checkpoint_monitor
+        self.checkpoint_mode = checkpoint_mode
+        self._precision_arg = precision
+        self._accelerator_arg = accelerator
+        self.tuning_results: dict[str, Any] | None = None
+        self._run_dir: Path | None = None
+        super().__init__(
+            max_epochs=max_epochs,
+            accelerator=accelerator,
+            devices=devices,
+            precision=precision,
+            logger=loggers,
+            callbacks=callbacks,
+            default_root_dir=root,
+            gradient_clip_val=gradient_clip_val,
+            accumulate_grad_batches=accumulate_grad_batches,
+            val_check_interval=val_check_interval,
+            enable_checkpointing=enable_checkpointing,
+            fast_dev_run=fast_dev_run,
+            **kwargs,
+        )
+
+    # ----------------------------------------------------------------- results
+    @property
+    def best_model_path(self) -> str | None:
+        """Path of the best checkpoint (the last one without a monitor); None before any save."""
+        cb = self.checkpoint_callback
+        return (cb.best_model_path or None) if isinstance(cb, ModelCheckpoint) else None
+
+    @property
+    def best_model_score(self) -> float | None:
+        """The monitored value of the best checkpoint; None without a monitor or before a save."""
+        cb = self.checkpoint_callback
+        score = cb.best_model_score if isinstance(cb, ModelCheckpoint) else None
+        return None if score is None else float(score)
+
+    @property
+    def run_dir(self) -> Path | None:
+        """The folder of the current (or last) ``fit``: checkpoints, LR-finder plot, config."""
+        return self._run_dir
+
+    @property
+    def log_dir(self) -> str | None:
+        # Without a logger Lightning answers default_root_dir, shared by every run; the run
+        # folder keeps what is written there (LightningCLI's config.yaml) apart per run.
+        if not self.loggers and self._run_dir is not None:
+            return str(self._run_dir)
+        return super().log_dir
+
+    # ----------------------------------------------------------------- entry points
+    def fit(
+        self,
+        model: pl.LightningModule,
+        train_dataloaders: Any = None,
+        val_dataloaders: Any = None,
+        datamodule: pl.LightningDataModule | None = None,
+        ckpt_path: str | Path | None = None,
+        weights_only: bool | None = None,
+    ) -> None:
+        """``pl.Trainer.fit``, after tuning (if ``tuner_config`` asks) and with a summary at the end."""
+        global _fit_calls
+        _fit_calls += 1
+        _check_ckpt_path(ckpt_path)
+        if isinstance(train_dataloaders, pl.LightningDataModule):
+            datamodule, train_dataloaders = train_dataloaders, None
+        inherited = _inherited_fit_state(_fit_calls)
+        self._run_dir = Path(inherited["run_dir"]) if inherited else self._new_run_dir()
+        if self._auto_checkpoint is not None:
+            self._auto_checkpoint.dirpath = str(_fresh_dir(self._run_dir / "checkpoints"))
+
+        config = self.tuner_config
+        if inherited:
+            self.tuning_results = inherited["tuning"]
+            _apply_results(self.tuning_results, model, datamodule, config)
+        elif config is not None and config.enabled:
+            if self.fast_dev_run:
+                _log.info("fast_dev_run is set: skipping auto-tuning.")
+            else:
+                self._check_can_tune_here()
+                self.tuning_results = self._tune(
+                    config, model, datamodule, train_dataloaders, val_dataloaders
+                )
+
+        state = json.dumps(
+            {"fit": _fit_calls, "run_dir": str(self._run_dir), "tuning": self.tuning_results}
+        )
+        previous = os.environ.get(_FIT_STATE_ENV)
+        os.environ[_FIT_STATE_ENV] = state  # inherited by DDP workers launched from here
+        try:
+            super().fit(
+                model,
+                train_dataloaders=train_dataloaders,
+                val_dataloaders=val_dataloaders,
+                datamodule=datamodule,
+                ckpt_path=ckpt_path,
+                weights_only=weights_only,
+            )
+        finally:
+            if previous is None:
+                os.environ.pop(_FIT_STATE_ENV, None)
+            else:
+                os.environ[_FIT_STATE_ENV] = previous
+        if self.state.status == "finished" and self._run_stats.started:
+            _log.info(self.summary())
+
+    def validate(self, model: pl.LightningModule | None = None, dataloaders: Any = None, ckpt_path: str | Path | None = None, verbose: bool = True, datamodule: pl.LightningDataModule | None = None, weights_only: bool | None = None) -> Any:  # fmt: skip
+        """``pl.Trainer.validate``, with ``ckpt_path`` checked first."""
+        _check_ckpt_path(ckpt_path)
+        self._ensure_run_dir()
+        return super().validate(model, dataloaders, ckpt_path, verbose, datamodule, weights_only)
+
+    def test(self, model: pl.LightningModule | None = None, dataloaders: Any = None, ckpt_path: str | Path | None = None, verbose: bool = True, datamodule: pl.LightningDataModule | None = None, weights_only: bool | None = None) -> Any:  # fmt: skip
+        """``pl.Trainer.test``, with ``ckpt_path`` checked first."""
+        _check_ckpt_path(ckpt_path)
+        self._ensure_run_dir()
+        return super().test(model, dataloaders, ckpt_path, verbose, datamodule, weights_only)
+
+    def predict(self, model: pl.LightningModule | None = None, dataloaders: Any = None, datamodule: pl.LightningDataModule | None = None, return_predictions: bool | None = None, ckpt_path: str | Path | None = None, weights_only: bool | None = None) -> Any:  # fmt: skip
+        """``pl.Trainer.predict``, with ``ckpt_path`` checked first."""
+        _check_ckpt_path(ckpt_path)
+        self._ensure_run_dir()
+        return super().predict(
+            model, dataloaders, datamodule, return_predictions, ckpt_path, weights_only
+        )
+
+    def tune(
+        self,
+        model: pl.LightningModule,
+        train_dataloaders: Any = None,
+        val_dataloaders: Any = None,
+        datamodule: pl.LightningDataModule | None = None,
+    ) -> dict[str, Any]:
+        """Run only the tuner and return (and print) its suggestions; trains nothing.
+
+        Uses ``tuner_config``; without one, tunes the learning rate, and the batch size when the
+        datamodule or model has a ``batch_size``. The results are applied to the model and
+        datamodule as ``fit`` would, and kept on ``tuning_results``.
+        """
+        if isinstance(train_dataloaders, pl.LightningDataModule):
+            datamodule, train_dataloaders = train_dataloaders, None
+        config = self.tuner_config
+        if config is None or not config.enabled:
+            has_bs = hasattr(datamodule, "batch_size") or hasattr(model, "batch_size")
+            config = TunerConfig(auto_lr=True, auto_batch_size=has_bs)
+        self._check_can_tune_here()
+        self._run_dir = self._new_run_dir()
+        self.tuning_results = self._tune(
+            config, model, datamodule, train_dataloaders, val_dataloaders
+        )
+        return self.tuning_results
+
+    # ----------------------------------------------------------------- summary
+    def summary(self) -> str:
+        """One line about the last ``fit``: best checkpoint, score, epochs, time, images/s."""
+        stats = self._run_stats
+        epochs = stats.epochs
+        parts = [
+            f"AutoTrainer: {epochs} epoch{'s' if epochs != 1 else ''}"
+            + (
+                f" (epochs {stats.first_epoch + 1}-{stats.first_epoch + epochs})"
+                if stats.first_epoch
+                else ""
+            )
+            + f" in {stats.fit_seconds:.1f} s"
+        ]
+        ips = stats.images_per_sec(self.world_size)
+        if ips is not None:
+            parts.append(f"{ips:,.0f} images/s")
+        if self.best_model_path:
+            best = f"best checkpoint {self.best_model_path}"
+            if self.best_model_score is not None:
+                best += f" ({self.checkpoint_monitor}={self.best_model_score:.4g})"
+            parts.append(best)
+        return ", ".join(parts)
+
+    # ----------------------------------------------------------------- internals
+    def _ensure_run_dir(self) -> None:
+        # After a fit, evaluation belongs to that run; alone, it gets a folder of its own
+        # (created only if something, e.g. LightningCLI's config copy, is written there).
+        if self._run_dir is None:
+            self._run_dir = self._new_run_dir()
+
+    def _new_run_dir(self) -> Path:
+        if self.loggers and getattr(self.loggers[0], "log_dir", None):
+            return Path(self.loggers[0].log_dir)
+        root = Path(self.default_root_dir) / "runs"
+        taken = [
+            int(m.group(1))
+            for p in (root.iterdir() if root.is_dir() else [])
+            if (m := re.fullmatch(r"version_(\d+)", p.name))
+        ]
+        return root / f"version_{max(taken, default=-1) + 1}"
+
+    def _check_can_tune_here(self) -> None:
+        env = getattr(self.strategy, "cluster_environment", None)
+        if self.world_size > 1 and env is not None and env.creates_processes_externally:
+            raise RuntimeError(
+                "Auto-tuning cannot run here: this process is one of several started by a "
+                "launcher (torchrun, SLURM, or an earlier DDP fit in this script), and tuning "
+                "needs a single process before the workers start. Tune first with "
+                "`autotimm tune --config FILE.yaml` (or AutoTrainer(devices=1, tuner_config=...)"
+                ".tune(model, datamodule=...)), put the suggested lr and batch_size in your "
+                "config, and train without tuner_config."
+            )
+
+    def _tune(
+        self,
+        config: TunerConfig,
+        model: pl.LightningModule,
+        datamodule: pl.LightningDataModule | None,
+        train_dataloaders: Any,
+        val_dataloaders: Any,
+    ) -> dict[str, Any]:
+        check_tunable(config, model, datamodule)
+        # A separate single-device trainer: the same code path with or without DDP, and the
+        # run's own callbacks, loggers and loops are never touched by the search.
+        tuning_trainer = pl.Trainer(
+            **self._single_device(),
+            precision=self._precision_arg,
+            # The finders stop themselves after their steps; epochs must not stop them first
+            # (a small dataset has few batches per epoch), and validation only costs time.
+            max_epochs=10_000,
+            check_val_every_n_epoch=None,
+            val_check_interval=10**9,
+            accumulate_grad_batches=self.accumulate_grad_batches,
+            gradient_clip_val=self.gradient_clip_val,
+            gradient_clip_algorithm=self.gradient_clip_algorithm,
+            limit_train_batches=self.limit_train_batches,
+            logger=False,
+            enable_checkpointing=False,
+            enable_model_summary=False,
+            enable_progress_bar=self.progress_bar_callback is not None,
+            num_sanity_val_steps=0,
+            default_root_dir=str(self._run_dir),
+        )
+        results = run_tuning(
+            tuning_trainer,
+            config,
+            model,
+            self._run_dir,
+            datamodule=datamodule,
+            train_dataloaders=train_dataloaders,
+            val_dataloaders=val_dataloaders,
+        )
+        _log.info(f"Tuning results: {_brief(results)}")
+        return results
+
+    def _single_device(self) -> dict[str, Any]:
+        device = self.strategy.root_device
+        if device.type == "cuda":
+            return {"accelerator": "gpu", "devices": [device.index or 0]}
+        if device.type == "cpu":
+            return {"accelerator": "cpu", "devices": 1}
+        return {"accelerator": self._accelerator_arg, "devices": 1}
+
+
+# --------------------------------------------------------------------------- helpers
+def _make_checkpoint(monitor: str | None, mode: str) -> ModelCheckpoint:
+    if monitor is None:
+        # Keeps the most recent epoch only.
+        return ModelCheckpoint(
+            filename="epoch={epoch:02d}-step={step}", auto_insert_metric_name=False
+        )
+    # The metric's "/" would make a sub-folder: the name shown in the file uses "_".
+    safe = monitor.replace("/", "_")
+    return ModelCheckpoint(
+        monitor=monitor,
+        mode=mode,
+        save_top_k=1,
+        save_last=True,
+        filename=f"epoch={{epoch:02d}}-{safe}={{{monitor}:.4f}}",
+        auto_insert_metric_name=False,
+    )
+
+
+def _fresh_dir(path: Path) -> Path:
+    """``path``, or ``path_1``, ``path_2``... : the first that does not exist or is empty."""
+    candidate, n = path, 0
+    while candidate.is_dir() and any(candidate.iterdir()):
+        n += 1
+        candidate = path.with_name(f"{path.name}_{n}")
+    return candidate
+
+
+def _build_loggers(logger: Any, root: str) -> bool | list[Logger]:
+    if logger is None or logger is False:
+        return False
+    if logger is True:
+        return True
+    if isinstance(logger, LoggerManager):
+        return logger.build(root)
+    items = [logger] if isinstance(logger, (Logger, LoggerConfig, dict)) else logger
+    if not isinstance(items, Sequence) or isinstance(items, str):
+        raise TypeError(
+            "logger must be False, True, a LoggerManager, a LoggerConfig, a Lightning Logger, "
+            f"or a list of LoggerConfig/Logger; got {type(logger).__name__}"
+        )
+    built: list[Logger] = []
+    for item in items:
+        if isinstance(item, dict):
+            item = LoggerConfig(**item)
+        if isinstance(item, LoggerConfig):
+            built.append(item.build(root))
+        elif isinstance(item, Logger):
+            built.append(item)
+        else:
+            raise TypeError(
+                "logger list entries must be LoggerConfig (or its dict) or Lightning Logger "
+                f"objects; got {type(item).__name__}"
+            )
+    return built or False
+
+
+def _check_ckpt_path(ckpt_path: str | Path | None) -> None:
+    """Fail before anything runs when ``ckpt_path`` is missing or not a Lightning checkpoint."""
+    if ckpt_path is None:
+        return
+    text = str(ckpt_path)
+    if text in _CKPT_KEYWORDS or text.startswith("registry:") or "://" in text:
+        return
+    path = Path(text)
+    if not path.is_file():
+        raise FileNotFoundError(f"ckpt_path={text!r} does not exist (or is not a file)")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as err:
+        if "weights_only" in str(err).lower():
+            return  # a real torch file holding other objects: Lightning loads it as it sees fit
+        raise ValueError(
+            f"ckpt_path={text!r} is not a checkpoint torch can read: {type(err).__name__}: {err}"
+        ) from None
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise ValueError(
+            f"ckpt_path={text!r} is not a Lightning checkpoint (no 'state_dict'; "
+            "it may be a plain model state_dict: load it with model.load_state_dict instead)"
+        )
+
+
+def _inherited_fit_state(call: int) -> dict[str, Any] | None:
+    """The launcher's fit state, in a DDP worker that re-runs the script, for the same fit call."""
+    raw = os.environ.get(_FIT_STATE_ENV)
+    if not raw:
+        return None
+    try:
+        state = json.loads(raw)
+    except ValueError:
+        return None
+    return state if state.get("fit") == call else None
+
+
+def _apply_results(
+    results: dict[str, Any] | None,
+    model: pl.LightningModule,
+    datamodule: pl.LightningDataModule | None,
+    config: TunerConfig | None,
+) -> None:
+    """Set tuned values found by the launching process on this worker's model and data."""
+    if not results:
+        return
+    from pytorch_lightning.utilities.parsing import lightning_setattr
+
+    if results.get("batch_size") is not None:
+        name = (config.batch_size_kwargs if config else {}).get("batch_arg_name", "batch_size")
+        if hasattr(model, name):
+            setattr(model, name, results["batch_size"])
+        if datamodule is not None and hasattr(datamodule, name):
+            setattr(datamodule, name, results["batch_size"])
+    if results.get("lr") is not None:
+        attr = (config.lr_find_kwargs if config else {}).get("attr_name") or (
+            "lr" if hasattr(model, "lr") else "learning_rate"
+        )
+        lightning_setattr(model, attr, results["lr"])
+
+
+def _brief(results: dict[str, Any]) -> str:
+    shown = {k: results[k] for k in ("batch_size", "lr", "lr_plot") if results.get(k) is not None}
+    return (
+        ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items())
+        or "no change"
+    )

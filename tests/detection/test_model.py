@@ -1,0 +1,185 @@
+"""ObjectDetector: backbones, freezing, predict/draw, checkpoints, the spec's snippets, training."""
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import pytorch_lightning as pl
+import torch
+from PIL import Image
+
+from autotimm_core import MetricConfig
+from autotimm_detection import DetectionDataModule, ObjectDetector, draw_detections
+
+SMALL = {"pretrained": False, "fpn_channels": 32, "head_num_convs": 1}
+
+
+def _trainer(**kw):
+    kw.setdefault("logger", False)
+    return pl.Trainer(
+        enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False, **kw
+    )
+
+
+@pytest.mark.parametrize(
+    "name,size,strides_ok",
+    [
+        ("test_resnet", 64, True),
+        ("test_convnext", 64, True),
+        ("test_maxvit", 64, True),
+        ("test_vit", 64, True),
+        ("swin_tiny_patch4_window7_224", 224, True),
+    ],
+)
+def test_backbones_give_five_levels(name, size, strides_ok):
+    model = ObjectDetector(name, num_classes=2, image_size=size, **SMALL)
+    out = model(torch.zeros(1, 3, size, size, dtype=torch.uint8))
+    s = size // 8
+    assert out["num_points_per_level"][:3] == [s * s, s * s // 4, s * s // 16]
+    assert out["cls_logits"].shape == (1, sum(out["num_points_per_level"]), 2)
+    assert model.backbone.feature_info is not None  # model.backbone is the timm model
+
+
+def test_plain_vit_gets_a_simple_pyramid_and_fixed_size_models_follow_the_data(shapes_root):
+    model = ObjectDetector("test_vit", num_classes=3, **SMALL)
+    assert model.adapter.simple is not None
+    dm = DetectionDataModule(shapes_root, image_size=64, batch_size=4, num_workers=0)
+    _trainer(fast_dev_run=1).fit(model, datamodule=dm)
+    assert model.hparams.image_size == 64 and model.image_size == 64
+
+
+def test_num_classes_is_required():
+    with pytest.raises(ValueError, match="ObjectDetector needs num_classes"):
+        ObjectDetector("test_resnet", pretrained=False)
+
+
+def test_freeze_backbone_keeps_weights_and_batchnorm_statistics(shapes_root):
+    model = ObjectDetector("test_resnet", num_classes=3, freeze_backbone=True, lr=1e-2, **SMALL)
+    bn = next(m for m in model.backbone.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    before = {k: v.clone() for k, v in model.backbone.state_dict().items()}
+    head_before = model.head.cls_logits.weight.clone()
+    dm = DetectionDataModule(shapes_root, image_size=64, batch_size=4, num_workers=0)
+    _trainer(fast_dev_run=2).fit(model, datamodule=dm)
+    after = model.backbone.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # incl. running_mean/var
+    assert not torch.equal(head_before, model.head.cls_logits.weight)
+    assert not bn.training or not any(p.requires_grad for p in bn.parameters())
+    # Phase 2 of the spec: unfreezing by hand trains the backbone (and its BatchNorm) again.
+    for p in model.backbone.parameters():
+        p.requires_grad = True
+    model._lr = 1e-4
+    _trainer(fast_dev_run=1).fit(model, datamodule=dm)
+    first = next(iter(before))
+    assert not torch.equal(before[first], model.backbone.state_dict()[first])
+
+
+def test_predict_draw_and_checkpoint_roundtrip(shapes_root, tmp_path):
+    dm = DetectionDataModule(shapes_root, image_size=64, batch_size=4, num_workers=0)
+    model = ObjectDetector("test_resnet", num_classes=dm.num_classes, score_thresh=0.0, **SMALL)
+    trainer = _trainer(
+        max_epochs=1, limit_train_batches=1, limit_val_batches=1, default_root_dir=tmp_path
+    )
+    trainer.fit(model, datamodule=dm)
+    path = shapes_root / "val2017" / "00001.png"
+    pil = Image.open(path).convert("RGB")
+    tensor = torch.from_numpy(np.array(pil)).permute(2, 0, 1)
+    preds = model.predict([str(path), pil, tensor, tensor.float() / 255])
+    assert len(preds) == 4
+    for p in preds:
+        assert set(p) == {"boxes", "scores", "labels", "label_names"}
+        assert 0 < len(p["boxes"]) <= 100
+        # Original pixels (128x96) and category ids (1, 3, 7) with their names.
+        assert p["boxes"][:, 2].max() <= 128 and p["boxes"][:, 3].max() <= 96
+        assert set(p["labels"].tolist()) <= {1, 3, 7}
+        assert all(n in {"red", "green", "blue"} for n in p["label_names"])
+    torch.testing.assert_close(preds[0]["boxes"], preds[2]["boxes"])
+    out = draw_detections(path, preds[0], tmp_path / "out" / "det.png", min_score=0.0)
+    drawn = np.array(Image.open(out))
+    assert drawn.shape == (96, 128, 3) and not np.array_equal(drawn, np.array(pil))
+
+    ckpt = tmp_path / "m.ckpt"
+    trainer.save_checkpoint(ckpt)
+    loaded = ObjectDetector.load_from_checkpoint(ckpt)
+    assert loaded.class_names == ["red", "green", "blue"] and loaded.category_ids == [1, 3, 7]
+    again = loaded.predict(str(path))[0]
+    torch.testing.assert_close(again["boxes"], preds[0]["boxes"])
+
+
+def test_spec_detection_snippet_with_plain_trainer(shapes_root, tmp_path):
+    """The spec's "Standard COCO Training" snippet, small backbone and data, plain pl.Trainer."""
+    data = DetectionDataModule(
+        data_dir=shapes_root,
+        image_size=64,
+        batch_size=4,
+        augmentation_preset="default",
+        num_workers=0,
+    )
+    metrics = [
+        MetricConfig(
+            name="mAP",
+            backend="torchmetrics",
+            metric_class="MeanAveragePrecision",
+            params={"box_format": "xyxy", "iou_type": "bbox"},
+            stages=["val", "test"],
+            prog_bar=True,
+        )
+    ]
+    model = ObjectDetector(
+        backbone="test_resnet",
+        num_classes=3,
+        metrics=metrics,
+        lr=1e-4,
+        scheduler="multistep",
+        scheduler_kwargs={"milestones": [8, 11], "gamma": 0.1},
+        **SMALL,
+    )
+    ckpt = pl.callbacks.ModelCheckpoint(dirpath=tmp_path, monitor="val/map", mode="max")
+    trainer = pl.Trainer(
+        max_epochs=1,
+        gradient_clip_val=1.0,
+        callbacks=[ckpt],
+        logger=False,
+        enable_progress_bar=False,
+        limit_train_batches=2,
+        default_root_dir=tmp_path,
+    )
+    trainer.fit(model, datamodule=data)
+    assert "val/map" in trainer.callback_metrics and "val/map_50" in trainer.callback_metrics
+    assert Path(ckpt.best_model_path).is_file()
+
+
+def test_detection_imports_no_sibling_package():
+    src = Path(__file__).parents[2] / "packages/detection/src/autotimm_detection"
+    pattern = re.compile(
+        r"^\s*(from|import)\s+(autotimm_classification|autotimm_trainer|autotimm)\b", re.M
+    )
+    offenders = [p.name for p in src.rglob("*.py") if pattern.search(p.read_text())]
+    assert offenders == []
+
+
+@pytest.mark.slow
+def test_training_on_shapes_reaches_clear_map(tmp_path_factory):
+    from shapes import make_dataset
+
+    root = make_dataset(tmp_path_factory.mktemp("train"), 48, 12, num_test=6)
+    pl.seed_everything(0)
+    dm = DetectionDataModule(
+        root, image_size=128, batch_size=8, num_workers=0, augmentation_preset="light"
+    )
+    model = ObjectDetector(
+        "test_resnet",
+        num_classes=dm.num_classes,
+        pretrained=False,
+        fpn_channels=32,
+        head_num_convs=2,
+        lr=3e-3,
+        scheduler=None,
+    )
+    trainer = _trainer(max_epochs=18, gradient_clip_val=1.0, check_val_every_n_epoch=18)
+    trainer.fit(model, datamodule=dm)
+    assert float(trainer.callback_metrics["val/map_50"]) > 0.3
+    test = trainer.test(model, datamodule=dm, verbose=False)[0]
+    assert test["test/map_50"] > 0.2
+    pred = model.predict(str(root / "test2017" / "00001.png"))[0]
+    assert len(pred["boxes"]) > 0 and pred["scores"][0] > 0.3
