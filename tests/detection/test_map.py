@@ -1,6 +1,7 @@
 """COCO mAP of the detector equals pycocotools' COCOeval on the same predictions and ground truth."""
 
 import contextlib
+import importlib.util
 import io
 import json
 
@@ -158,11 +159,14 @@ def test_default_detector_map_equals_pycocotools(case):
 
 @pytest.mark.parametrize("backend", ["pycocotools", "faster_coco_eval"])
 def test_both_backends_give_pycocotools_numbers(case, backend):
+    # faster-coco-eval is the optional `fast-map` extra: the detection-only nox session runs
+    # without it, the `tests_all` session with it.
+    pytest.importorskip(backend)
     ann_file, dets, reference = case
     metric = COCOMeanAveragePrecision(backend=backend)
     preds, targets = _our_inputs(ann_file, dets)
     metric.update(preds, targets)
-    _compare(metric.compute(), reference)
+    assert _compare(metric.compute(), reference) < 1e-6
 
 
 def test_without_crowd_and_area_the_numbers_differ(case):
@@ -194,7 +198,8 @@ def test_spec_metric_config_gets_exact_settings():
     )
     metric = model.metric_manager.metrics("val")["mAP"]
     assert metric.iou_thresholds == COCO_IOU_THRESHOLDS
-    assert metric._coco_backend.backend == "faster_coco_eval"
+    fast = importlib.util.find_spec("faster_coco_eval") is not None
+    assert metric._coco_backend.backend == ("faster_coco_eval" if fast else "pycocotools")
     assert model.hparams["metrics"][0]["params"]["rec_thresholds"][1] == 0.01
     # The user's explicit choices win.
     mine = MetricConfig(

@@ -40,8 +40,11 @@ class ObjectDetector(BaseTask):
         metrics: MetricConfigs; default COCO mAP on val and test. MeanAveragePrecision configs get
             pycocotools-exact thresholds and the fastest installed backend unless set.
         logging_config: see BaseTask. Default None.
-        optimizer: default ``"adamw"``. lr: default 1e-4. weight_decay: default 1e-4.
-        scheduler: default ``"cosine"``. scheduler_kwargs: default None.
+        optimizer: optimizer name from ``list_optimizers()``. Default ``"adamw"``.
+        lr: learning rate (``model.lr``). Default 1e-4.
+        weight_decay: weight decay, not applied to biases and norms. Default 1e-4.
+        scheduler: scheduler name or alias from ``list_schedulers()``. Default ``"cosine"``.
+        scheduler_kwargs: scheduler arguments; run-length defaults are filled in. Default None.
         freeze_backbone: train only the neck and head; backbone BatchNorm statistics stay fixed.
             Default False.
         fpn_channels: FPN and head width. Default 256.

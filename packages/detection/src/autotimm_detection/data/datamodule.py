@@ -44,12 +44,16 @@ class DetectionDataModule(pl.LightningDataModule):
             ``instances_train.json``...
         image_size: square network input side; images are letterboxed (aspect ratio kept, padded
             bottom/right). Default 640.
-        batch_size: default 16.
+        batch_size: images per batch. Default 16.
         num_workers: loader processes. Default 4.
         augmentation_preset: ``"none"``, ``"light"`` (flip), ``"default"`` (flip, scale jitter,
             colour) or ``"strong"`` (adds random crops). Default ``"default"``.
-        train_ann, val_ann, test_ann: annotation files overriding the found layout. Default None.
-        train_images, val_images, test_images: image folders overriding the found layout.
+        train_ann: training annotation file, overriding the found layout. Default None.
+        val_ann: validation annotation file, overriding the found layout. Default None.
+        test_ann: test annotation file, overriding the found layout. Default None.
+        train_images: training image folder, overriding the found layout. Default None.
+        val_images: validation image folder, overriding the found layout. Default None.
+        test_images: test image folder, overriding the found layout. Default None.
         min_box_size: boxes with a side shorter than this (pixels) are dropped. Default 1.0.
         min_visibility: after augmentation, boxes with less than this fraction still in the image
             are dropped. Default 0.25.
@@ -57,13 +61,14 @@ class DetectionDataModule(pl.LightningDataModule):
         train_transforms: your own augmentation pipeline for the chosen backend (run before the
             letterbox, replacing the preset). Default None.
         fill: letterbox padding grey level. Default 114.
-        pin_memory: default: True when CUDA is available.
+        pin_memory: pin batches in page-locked memory. Default: True when CUDA is available.
         persistent_workers: keep loader workers between epochs (when ``num_workers > 0``).
             Default True.
 
     Attributes:
-        num_classes, class_names, category_ids: from the training annotations' categories
-            (sorted by id); label ``i`` is category ``category_ids[i]``.
+        num_classes: number of categories in the training annotations (set by ``setup``).
+        class_names: category names, sorted by category id.
+        category_ids: the data set's category ids; label ``i`` is category ``category_ids[i]``.
     """
 
     def __init__(
