@@ -47,3 +47,9 @@ def test_installed_core_is_ours():
     assert dist.version == (ROOT / "VERSION").read_text().strip()
     assert autotimm_core.__version__ == dist.version
     assert dist.metadata["Summary"].startswith("Shared core of AutoTimm")
+
+
+def test_test_module_names_are_unique():
+    """tests_all collects every folder at once; two test modules with one name cannot both import."""
+    names = [p.name for p in (ROOT / "tests").rglob("*.py") if p.name != "conftest.py"]
+    assert sorted({n for n in names if names.count(n) > 1}) == []
