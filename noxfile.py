@@ -123,8 +123,8 @@ def combo(session: nox.Session, extras: str) -> None:
 def tests_all(session: nox.Session) -> None:
     """autotimm[all]: the whole test suite."""
     _install(session, "./packages/autotimm[all]", *TEST_TOOLS)
-    # With everything installed, a docs example may not skip for a missing package.
-    session.run(*PYTEST, "tests", *session.posargs, env={"AUTOTIMM_DOCS_REQUIRE_ALL": "1"})
+    # With everything installed, no test may skip or be left out for a missing package.
+    session.run(*PYTEST, "tests", *session.posargs, env={"AUTOTIMM_REQUIRE_ALL": "1"})
 
 
 @nox.session

@@ -187,3 +187,30 @@ def test_a_torchvision_set_not_yet_downloaded_says_how_to_get_it(tmp_path):
     data.prepare_data()  # download=False: nothing fetched
     with pytest.raises(RuntimeError, match=r"CIFAR10 not found under '.*': call prepare_data\(\)"):
         data.setup("fit")
+
+
+def test_loader_workers_start_after_opencv_ran_in_the_main_process(tmp_path):
+    """OpenCV's thread pool, started in the parent, must not deadlock forked loader workers.
+
+    (Calling ``cv2.setNumThreads`` inside a forked worker hangs forever in that case.)
+    """
+    import threading
+
+    import cv2
+    import numpy as np
+
+    big = np.random.default_rng(0).integers(0, 255, (2000, 2000, 3), np.uint8)
+    for _ in range(3):  # starts OpenCV's worker threads in this process
+        cv2.resize(big, (1000, 1000))
+        cv2.GaussianBlur(big, (9, 9), 0)
+    root = make_image_folder(tmp_path, {"train": 2})
+    data = dm(root, val_split=0, batch_size=4, num_workers=1, transform_backend="albumentations")
+    data.setup("fit")
+    batches = []
+    worker = threading.Thread(target=lambda: batches.append(next(iter(data.train_dataloader()))))
+    worker.daemon = True
+    worker.start()
+    worker.join(timeout=120)
+    assert not worker.is_alive(), "the loader worker hung"
+    images, labels = batches[0]
+    assert images.shape[0] == labels.shape[0] == 4

@@ -53,3 +53,19 @@ def test_test_module_names_are_unique():
     """tests_all collects every folder at once; two test modules with one name cannot both import."""
     names = [p.name for p in (ROOT / "tests").rglob("*.py") if p.name != "conftest.py"]
     assert sorted({n for n in names if names.count(n) > 1}) == []
+
+
+def test_every_integration_module_declares_its_packages():
+    """A new integration test module must say what it needs, or the combo sessions break."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "_integration_conftest", ROOT / "tests/integration/conftest.py"
+    )
+    conftest = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(conftest)
+    modules = {p.name for p in (ROOT / "tests" / "integration").glob("test_*.py")}
+    undeclared = modules - set(conftest.NEEDS) - {"test_docs_examples.py"}  # skips per block
+    assert not undeclared, (
+        f"add these to NEEDS in tests/integration/conftest.py: {sorted(undeclared)}"
+    )

@@ -10,7 +10,7 @@ section are parsed by the ``autotimm`` command line.
 
 The marker parser is strict: an unknown marker, a not-run marker without a reason, a marker that
 belongs to no block, or a runnable block that needs a GPU or several devices fails
-``test_markers``. Set ``AUTOTIMM_DOCS_REQUIRE_ALL=1`` to turn "package not installed" skips into
+``test_markers``. Set ``AUTOTIMM_REQUIRE_ALL=1`` to turn "package not installed" skips into
 failures (for a session that installs everything).
 """
 
@@ -308,7 +308,7 @@ def test_docs_block_runs(block: Block, fixture_files, tmp_path_factory, monkeypa
     before = page_blocks[: page_blocks.index(block)]
     missing = _missing_module([*before, block])
     if missing:
-        if os.environ.get("AUTOTIMM_DOCS_REQUIRE_ALL"):
+        if os.environ.get("AUTOTIMM_REQUIRE_ALL"):
             pytest.fail(missing)
         pytest.skip(missing)
     monkeypatch.setenv("MPLBACKEND", "Agg")
@@ -351,7 +351,7 @@ CHECKED_CONFIGS = [b for b in CONFIGS if b.runnable]
 
 
 def _skip_or_fail(reason: str) -> None:
-    if os.environ.get("AUTOTIMM_DOCS_REQUIRE_ALL"):
+    if os.environ.get("AUTOTIMM_REQUIRE_ALL"):
         pytest.fail(reason)
     pytest.skip(reason)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -38,6 +37,7 @@ from autotimm_classification.transforms import (
     build_transform,
 )
 from autotimm_core import backbone_data_config
+from autotimm_core.validation import check_choice
 
 Split = ImageFileDataset | ArrayImageDataset
 
@@ -47,14 +47,6 @@ def _available_cpus() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
-
-
-def _worker_init(_: int) -> None:
-    # PyTorch gives each worker one intra-op thread; OpenCV (albumentations) would start one
-    # thread per core in every worker, oversubscribing the machine.
-    cv2 = sys.modules.get("cv2")
-    if cv2 is not None:
-        cv2.setNumThreads(1)
 
 
 class ImageDataModule(pl.LightningDataModule):
@@ -128,14 +120,8 @@ class ImageDataModule(pl.LightningDataModule):
         self.save_hyperparameters()
         # Checkpoints load with weights_only=True, which refuses Path objects.
         self.hparams["data_dir"] = os.fspath(data_dir)
-        if augmentation_preset not in PRESETS:
-            raise ValueError(
-                f"augmentation_preset must be one of {list(PRESETS)}, got {augmentation_preset!r}"
-            )
-        if transform_backend not in BACKENDS:
-            raise ValueError(
-                f"transform_backend must be one of {list(BACKENDS)}, got {transform_backend!r}"
-            )
+        check_choice("augmentation_preset", augmentation_preset, PRESETS)
+        check_choice("transform_backend", transform_backend, BACKENDS)
         if not 0 <= val_split < 1:
             raise ValueError(f"val_split must be in [0, 1), got {val_split!r}")
         if not isinstance(batch_size, int) or batch_size < 1:
@@ -266,6 +252,12 @@ class ImageDataModule(pl.LightningDataModule):
         if bad:
             listing = "; ".join(f"{p} ({why})" for p, why in bad[:20])
             more = f"; and {len(bad) - 20} more" if len(bad) > 20 else ""
+            if len(bad) == len(samples):
+                folder = os.path.dirname(os.path.commonpath([p for p, _ in samples]))
+                raise ValueError(
+                    f"verify: none of the {len(samples)} image files under '{folder}' can be "
+                    f"read: {listing}{more}"
+                )
             warnings.warn(
                 f"verify: left out {len(bad)} of {len(samples)} image files that cannot be read: "
                 f"{listing}{more}",
@@ -287,7 +279,6 @@ class ImageDataModule(pl.LightningDataModule):
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.persistent_workers and self.num_workers > 0,
-            worker_init_fn=_worker_init if self.num_workers > 0 else None,
             collate_fn=collate_skip_broken,
         )
 

@@ -44,6 +44,21 @@ def find_classes(split_dir: Path) -> list[str]:
     return classes
 
 
+def _walk_files(folder: Path) -> list[str]:
+    """Paths of the files under ``folder``, following symlinked folders but entering each real
+    folder once (a symlink loop would otherwise be walked until the path grows too long)."""
+    seen: set[str] = set()
+    out: list[str] = []
+    for root, dirs, names in os.walk(folder, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen:
+            dirs[:] = []  # already walked under another name
+            continue
+        seen.add(real)
+        out.extend(os.path.join(root, f) for f in names)
+    return out
+
+
 def scan_split(split_dir: Path, class_to_idx: dict[str, int]) -> list[tuple[str, int]]:
     """``(path, label)`` for every image file under ``split_dir/<class>/`` (recursively), sorted.
 
@@ -58,12 +73,7 @@ def scan_split(split_dir: Path, class_to_idx: dict[str, int]) -> list[tuple[str,
                 f"Class folder '{split_dir / name}' has no counterpart in the training split; "
                 f"known classes: {sorted(class_to_idx)}"
             )
-        files = sorted(
-            os.path.join(root, f)
-            for root, _, names in os.walk(split_dir / name, followlinks=True)
-            for f in names
-            if is_image_file(f)
-        )
+        files = sorted(f for f in _walk_files(split_dir / name) if is_image_file(f))
         if not files:
             raise ValueError(
                 f"Class folder '{split_dir / name}' contains no image files "

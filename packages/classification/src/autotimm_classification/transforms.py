@@ -14,6 +14,8 @@ from typing import Any
 import torch
 from torchvision.transforms import v2
 
+from autotimm_core.validation import check_choice
+
 #: Augmentation presets for the training set; evaluation is always resize + center crop.
 PRESETS = ("none", "light", "default", "strong")
 #: Transform backends.
@@ -25,12 +27,6 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 DEFAULT_CROP_PCT = 0.875
 
 _INTERPOLATIONS = ("nearest", "bilinear", "bicubic")
-
-
-def _check_choice(name: str, value: str, choices: Sequence[str]) -> str:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
-    return value
 
 
 def _resize_size(image_size: int, crop_pct: float) -> int:
@@ -67,9 +63,9 @@ def build_transform(
         ValueError: an unknown preset, backend or interpolation, or a bad size (the message lists
             the valid values).
     """
-    _check_choice("augmentation_preset", preset, PRESETS)
-    _check_choice("transform_backend", backend, BACKENDS)
-    _check_choice("interpolation", interpolation, _INTERPOLATIONS)
+    check_choice("augmentation_preset", preset, PRESETS)
+    check_choice("transform_backend", backend, BACKENDS)
+    check_choice("interpolation", interpolation, _INTERPOLATIONS)
     if not isinstance(image_size, int) or image_size < 1:
         raise ValueError(f"image_size must be a positive int, got {image_size!r}")
     if not 0 < crop_pct <= 1:

@@ -8,6 +8,7 @@ from typing import Any
 from pytorch_lightning.loggers import Logger
 
 from autotimm_core._imports import require
+from autotimm_core.validation import check_choice
 
 
 @dataclass
@@ -69,10 +70,7 @@ class LoggerConfig:
     params: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.backend not in _BACKENDS:
-            raise ValueError(
-                f"LoggerConfig.backend must be one of {sorted(_BACKENDS)}, got {self.backend!r}"
-            )
+        check_choice("LoggerConfig.backend", self.backend, sorted(_BACKENDS))
         if not isinstance(self.params, dict):
             raise ValueError(
                 f"LoggerConfig.params must be a dict, got {type(self.params).__name__}"

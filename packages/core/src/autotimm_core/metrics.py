@@ -13,6 +13,7 @@ import torch.nn as nn
 import torchmetrics
 
 from autotimm_core._naming import close_matches
+from autotimm_core.validation import check_choice
 
 STAGES = ("train", "val", "test")
 BACKENDS = ("torchmetrics", "custom")
@@ -103,10 +104,7 @@ class MetricConfig:
             raise ValueError(
                 f"MetricConfig.name must be a non-empty string without '/' or '.', got {self.name!r}"
             )
-        if self.backend not in BACKENDS:
-            raise ValueError(
-                f"MetricConfig.backend must be one of {list(BACKENDS)}, got {self.backend!r}"
-            )
+        check_choice("MetricConfig.backend", self.backend, BACKENDS)
         if not self.metric_class:
             raise ValueError("MetricConfig.metric_class is required, e.g. metric_class='Accuracy'")
         if isinstance(self.stages, str):

@@ -93,6 +93,8 @@ class BaseTask(pl.LightningModule):
             self.metric_configs, num_classes, metric_task or self.default_metric_task
         )
         self._scheduler_interval = "epoch"
+        # This step's training loss terms by name, for AutoTrainer's non-finite loss check.
+        self._train_loss_terms: dict[str, torch.Tensor] = {}
 
     # ----------------------------------------------------------------- hyperparameters
     def save_task_hyperparameters(self, ignore: Sequence[str] = ()) -> None:
@@ -202,7 +204,12 @@ class BaseTask(pl.LightningModule):
 
     # ----------------------------------------------------------------- logging
     def log_loss(self, stage: str, loss: torch.Tensor, batch_size: int, name: str = "loss") -> None:
-        """Log a loss as ``{stage}/{name}``: per step and per epoch in training, per epoch otherwise."""
+        """Log a loss as ``{stage}/{name}``: per step and per epoch in training, per epoch otherwise.
+
+        Training terms are also kept for the step, so that a NaN/inf loss is reported by name.
+        """
+        if stage == "train":
+            self._train_loss_terms[name] = loss.detach()
         self.log(
             f"{stage}/{name}",
             loss.detach(),

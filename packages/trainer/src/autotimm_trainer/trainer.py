@@ -22,6 +22,7 @@ from pytorch_lightning.loggers import CSVLogger, Logger
 from autotimm_core import LoggerConfig, LoggerManager
 from autotimm_trainer import _log
 from autotimm_trainer.callbacks import MonitorCheck, RunStats
+from autotimm_trainer.reliability import FiniteCheck, InterruptCheckpoint, find_last_checkpoint
 from autotimm_trainer.tuning import TunerConfig, check_tunable, run_tuning
 
 try:  # the precisions Lightning accepts, from its own type definitions
@@ -77,12 +78,21 @@ class AutoTrainer(pl.Trainer):
             checkpoints, logs or tuning. Default False.
         seed: if given, ``seed_everything(seed, workers=True)`` when the trainer is created
             (create it before the model for a reproducible initialization). Default None.
+        check_finite_loss: stop with an error naming the step and the loss term when a training
+            loss becomes NaN or infinite (before it updates any weight). ``False`` warns once and
+            trains on. Either way a checkpoint of non-finite weights is never written. Default
+            True.
         **kwargs: any other ``pl.Trainer`` argument (``strategy``, ``num_nodes``,
             ``limit_train_batches``, ``deterministic``...).
 
     Checkpoints go to ``<run folder>/checkpoints``. The run folder is the first logger's
     ``log_dir`` when there is one, else ``default_root_dir/runs/version_N`` with a new N for each
     ``fit``, so an earlier run's files are never overwritten.
+
+    Reliability (see ``autotimm_trainer.reliability``): on SIGTERM the run saves
+    ``interrupted.ckpt`` next to its checkpoints, logs the path to resume from and exits;
+    ``fit(ckpt_path="last")`` resumes from the newest checkpoint under ``default_root_dir``
+    (``last.ckpt``, the latest epoch or ``interrupted.ckpt``), also from a new process.
     """
 
     def __init__(
@@ -103,6 +113,7 @@ class AutoTrainer(pl.Trainer):
         enable_checkpointing: bool = True,
         fast_dev_run: int | bool = False,
         seed: int | None = None,
+        check_finite_loss: bool = True,
         **kwargs: Any,
     ) -> None:
         if checkpoint_mode not in ("max", "min"):
@@ -138,6 +149,9 @@ class AutoTrainer(pl.Trainer):
             callbacks.append(MonitorCheck(checkpoint_monitor))
         self._run_stats = RunStats()
         callbacks.append(self._run_stats)
+        callbacks.append(FiniteCheck(check_loss=check_finite_loss))
+        if enable_checkpointing:
+            callbacks.append(InterruptCheckpoint())
 
         loggers = _build_loggers(logger, root)
         needy = [type(cb).__name__ for cb in callbacks if isinstance(cb, _NEEDS_LOGGER)]
@@ -214,6 +228,11 @@ class AutoTrainer(pl.Trainer):
         if isinstance(train_dataloaders, pl.LightningDataModule):
             datamodule, train_dataloaders = train_dataloaders, None
         inherited = _inherited_fit_state(_fit_calls)
+        if ckpt_path == "last":
+            # Each fit checkpoints into a fresh folder, where Lightning's own "last" finds
+            # nothing: resolve it to the newest checkpoint of the earlier runs here.
+            previous_dir = self._auto_checkpoint.dirpath if self._auto_checkpoint else None
+            ckpt_path = find_last_checkpoint(self.default_root_dir, [previous_dir]) or "last"
         self._run_dir = Path(inherited["run_dir"]) if inherited else self._new_run_dir()
         if self._auto_checkpoint is not None:
             self._auto_checkpoint.dirpath = str(_fresh_dir(self._run_dir / "checkpoints"))

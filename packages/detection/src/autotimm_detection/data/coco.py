@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -54,6 +55,32 @@ def _require(cond: bool, ann_file: Path, msg: str) -> None:
         raise ValueError(f"{ann_file}: {msg}")
 
 
+def _number(value: Any, ann_file: Path, where: str, integer: bool = False) -> float:
+    """``value`` as a finite number (an integral one with ``integer``), else a ValueError naming
+    the field: wrong types, NaN, infinities and numbers too large for a float are refused."""
+    kind = "an integer" if integer else "a finite number"
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError(f"{ann_file}: {where} must be {kind}, got {_short(value)}")
+    try:
+        number = float(value)
+    except (ValueError, OverflowError):
+        raise ValueError(f"{ann_file}: {where} must be {kind}, got {_short(value)}") from None
+    if not math.isfinite(number) or (integer and not number.is_integer()):
+        raise ValueError(f"{ann_file}: {where} must be {kind}, got {_short(value)}")
+    return number
+
+
+def _short(value: Any) -> str:
+    text = repr(value) if not isinstance(value, int) or abs(value) < 10**30 else "a huge integer"
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _integer(value: Any, ann_file: Path, where: str) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value  # exact, however large
+    return int(_number(value, ann_file, where, integer=True))
+
+
 def read_categories(ann_file: str | Path) -> list[dict[str, Any]]:
     """The validated ``categories`` of an annotation file, sorted by id (reads the whole JSON)."""
     return _read_json(Path(ann_file))[1]
@@ -65,7 +92,7 @@ def _read_json(ann_file: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     try:
         with open(ann_file, encoding="utf-8") as f:
             data = json.load(f)
-    except json.JSONDecodeError as err:
+    except (ValueError, RecursionError) as err:  # also bad UTF-8, too-long integers, deep nesting
         raise ValueError(f"{ann_file}: not valid JSON ({err})") from err
     _require(isinstance(data, dict), ann_file, "top level must be a JSON object")
     for key in ("images", "annotations", "categories"):
@@ -79,7 +106,8 @@ def _read_json(ann_file: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     cats = []
     for i, c in enumerate(data["categories"]):
         _require(isinstance(c, dict) and "id" in c, ann_file, f"categories[{i}] has no 'id'")
-        cats.append({"id": int(c["id"]), "name": str(c.get("name", c["id"]))})
+        cat_id = _integer(c["id"], ann_file, f"categories[{i}].id")
+        cats.append({"id": cat_id, "name": str(c.get("name", c["id"]))})
     ids = [c["id"] for c in cats]
     _require(len(set(ids)) == len(ids), ann_file, "categories: repeated 'id'")
     return data, sorted(cats, key=lambda c: c["id"])
@@ -117,11 +145,17 @@ def load_coco(
     for i, img in enumerate(data["images"]):
         for key in ("id", "file_name", "width", "height"):
             _require(isinstance(img, dict) and key in img, ann_file, f"images[{i}] has no '{key}'")
-        image_id = int(img["id"])
+        image_id = _integer(img["id"], ann_file, f"images[{i}].id")
         _require(image_id not in records, ann_file, f"images[{i}].id {image_id} is repeated")
-        records[image_id] = ImageRecord(
-            image_id, image_dir / img["file_name"], int(img["width"]), int(img["height"])
+        name = img["file_name"]
+        _require(
+            isinstance(name, str) and name.strip("./") != "" and "\x00" not in name,
+            ann_file,
+            f"images[{i}].file_name must name a file, got {_short(name)}",
         )
+        size = [_integer(img[k], ann_file, f"images[{i}].{k}") for k in ("width", "height")]
+        _require(min(size) > 0, ann_file, f"images[{i}] has width/height {size}: must be > 0")
+        records[image_id] = ImageRecord(image_id, image_dir / name, *size)
     missing = [str(r.path) for r in records.values() if not r.path.is_file()]
     if missing:
         shown = ", ".join(missing[:_LIST_FIRST])
@@ -136,7 +170,8 @@ def load_coco(
         _require(isinstance(ann, dict), ann_file, f"annotations[{i}] is not an object")
         for key in ("image_id", "category_id", "bbox"):
             _require(key in ann, ann_file, f"annotations[{i}] has no '{key}'")
-        image_id, cat = int(ann["image_id"]), int(ann["category_id"])
+        image_id = _integer(ann["image_id"], ann_file, f"annotations[{i}].image_id")
+        cat = _integer(ann["category_id"], ann_file, f"annotations[{i}].category_id")
         _require(
             image_id in records,
             ann_file,
@@ -151,10 +186,10 @@ def load_coco(
         _require(
             isinstance(bbox, (list, tuple)) and len(bbox) == 4,
             ann_file,
-            f"annotations[{i}].bbox must be [x, y, width, height], got {bbox!r}",
+            f"annotations[{i}].bbox must be [x, y, width, height], got {_short(bbox)}",
         )
         rec = records[image_id]
-        x, y, w, h = (float(v) for v in bbox)
+        x, y, w, h = (_number(v, ann_file, f"annotations[{i}].bbox") for v in bbox)
         box = [
             min(max(x, 0.0), rec.width),
             min(max(y, 0.0), rec.height),
@@ -164,7 +199,7 @@ def load_coco(
         if box[2] - box[0] < min_box_size or box[3] - box[1] < min_box_size:
             dropped += 1
             continue
-        area = float(ann.get("area", w * h))
+        area = _number(ann["area"], ann_file, f"annotations[{i}].area") if "area" in ann else w * h
         per_image.setdefault(image_id, []).append((box, cat, bool(ann.get("iscrowd", 0)), area))
     if dropped:
         warnings.warn(

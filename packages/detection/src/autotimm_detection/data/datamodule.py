@@ -9,6 +9,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
+from autotimm_core.validation import check_choice
 from autotimm_detection.data.coco import (
     CocoDetection,
     collate_detection,
@@ -93,14 +94,8 @@ class DetectionDataModule(pl.LightningDataModule):
         persistent_workers: bool = True,
     ) -> None:
         super().__init__()
-        if augmentation_preset not in PRESETS:
-            raise ValueError(
-                f"augmentation_preset must be one of {list(PRESETS)}, got {augmentation_preset!r}"
-            )
-        if transform_backend not in BACKENDS:
-            raise ValueError(
-                f"transform_backend must be one of {list(BACKENDS)}, got {transform_backend!r}"
-            )
+        check_choice("augmentation_preset", augmentation_preset, PRESETS)
+        check_choice("transform_backend", transform_backend, BACKENDS)
         if not (isinstance(image_size, int) and image_size > 0):
             raise ValueError(f"image_size must be a positive int, got {image_size!r}")
         self.data_dir = Path(data_dir)

@@ -8,12 +8,15 @@ Normalisation is left to the model, so the loaders move uint8 (4x less data).
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
+
+from autotimm_core.validation import check_choice
 
 PRESETS = ("none", "light", "default", "strong")
 BACKENDS = ("albumentations", "torchvision")
@@ -103,6 +106,11 @@ class AlbumentationsTransform:
         boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4).copy()
         boxes[:, 0::2] = boxes[:, 0::2].clip(0, w)
         boxes[:, 1::2] = boxes[:, 1::2].clip(0, h)
+        # albumentations draws from generators of its own, seeded from the OS: drawing their seed
+        # from torch's generator makes the augmentation follow seed_everything, the DataLoader's
+        # per-worker seeds and the generator states a checkpoint restores (exact resume).
+        seed = int(torch.randint(0, 2**63 - 1, ()))
+        self.pipeline.set_random_state(np.random.default_rng(seed), random.Random(seed))
         out = self.pipeline(image=image, bboxes=boxes, index=np.arange(len(boxes)))
         idx = torch.as_tensor(np.asarray(out["index"], dtype=np.int64))
         new_boxes = torch.as_tensor(np.asarray(out["bboxes"], dtype=np.float32)).reshape(-1, 4)
@@ -272,10 +280,8 @@ def build_transform(
         min_box_size: drop boxes with a side shorter than this (output pixels). Default 1.0.
         fill: padding value. Default 114.
     """
-    if preset not in PRESETS:
-        raise ValueError(f"augmentation_preset must be one of {list(PRESETS)}, got {preset!r}")
-    if backend not in BACKENDS:
-        raise ValueError(f"transform_backend must be one of {list(BACKENDS)}, got {backend!r}")
+    check_choice("augmentation_preset", preset, PRESETS)
+    check_choice("transform_backend", backend, BACKENDS)
     pre = _as_list(custom)
     if custom is not None or not train:
         post = []
