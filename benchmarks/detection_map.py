@@ -21,22 +21,11 @@ import torch
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from autotimm_detection.metrics import COCOMeanAveragePrecision, default_map_backend
-
-KEYS = [
-    "map",
-    "map_50",
-    "map_75",
-    "map_small",
-    "map_medium",
-    "map_large",
-    "mar_1",
-    "mar_10",
-    "mar_100",
-    "mar_small",
-    "mar_medium",
-    "mar_large",
-]
+from autotimm_detection.metrics import (
+    COCO_STAT_KEYS,
+    COCOMeanAveragePrecision,
+    default_map_backend,
+)
 
 
 def synthetic(num_images: int, seed: int = 0):
@@ -143,7 +132,7 @@ def run_ours(preds, targets):
     metric.update(preds, targets)
     with contextlib.redirect_stdout(io.StringIO()):
         res = metric.compute()
-    return time.perf_counter() - t, np.array([float(res[k]) for k in KEYS])
+    return time.perf_counter() - t, np.array([float(res[k]) for k in COCO_STAT_KEYS])
 
 
 def main() -> None:

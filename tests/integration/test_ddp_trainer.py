@@ -4,12 +4,10 @@ script of its own rather than inside pytest."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
+
+from ddp_launch import run_ddp_script
 
 HELPERS = Path(__file__).resolve().parents[1] / "trainer"
 
@@ -47,20 +45,7 @@ SCRIPT = textwrap.dedent(
 
 
 def test_ddp_two_cpu_processes(tmp_path):
-    script = tmp_path / "ddp_run.py"
-    script.write_text(SCRIPT.format(helpers=str(HELPERS), root=str(tmp_path)))
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PL_DISABLE_FORK": "1"}
-    env.pop("AUTOTIMM_FIT_STATE", None)
-    proc = subprocess.run(
-        [sys.executable, str(script)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=170,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    ranks = run_ddp_script(SCRIPT.format(helpers=str(HELPERS), root=str(tmp_path)), tmp_path)
     assert [r["rank"] for r in ranks] == [0, 1] and ranks[0]["world"] == 2
     # tuned once, before the workers started, and applied in both
     assert ranks[0]["tuned"] is not None and ranks[0]["tuned"] == ranks[1]["tuned"]

@@ -11,14 +11,12 @@ The DDP run lives in a script of its own: Lightning's launcher re-runs that scri
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 import textwrap
 
 import pytest
 import torch
+from ddp_launch import run_ddp_script
 from reliability_helpers import (
     classifier_and_data,
     detector_and_data,
@@ -120,20 +118,7 @@ def test_ddp_two_processes_match_single_process(tmp_path):
         ),
     }
 
-    script = tmp_path / "ddp_run.py"
-    script.write_text(SCRIPT.format(here=HERE, root=str(tmp_path)))
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PL_DISABLE_FORK": "1"}
-    env.pop("AUTOTIMM_FIT_STATE", None)
-    proc = subprocess.run(
-        [sys.executable, str(script)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=170,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    ranks = run_ddp_script(SCRIPT.format(here=HERE, root=str(tmp_path)), tmp_path)
     assert ranks[0]["world"] == 2
 
     # every validation image evaluated by exactly one rank: none repeated, none dropped

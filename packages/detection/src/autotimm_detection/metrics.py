@@ -18,6 +18,21 @@ COCO_IOU_THRESHOLDS: list[float] = np.linspace(0.5, 0.95, 10).tolist()
 COCO_REC_THRESHOLDS: list[float] = np.linspace(0.0, 1.0, 101).tolist()
 #: Entries of MeanAveragePrecision's result that are not summary statistics.
 _NON_STATS = ("classes", "map_per_class", "mar_100_per_class")
+#: The twelve COCO summary statistics, in the order of pycocotools' ``COCOeval.stats``.
+COCO_STAT_KEYS = (
+    "map",
+    "map_50",
+    "map_75",
+    "map_small",
+    "map_medium",
+    "map_large",
+    "mar_1",
+    "mar_10",
+    "mar_100",
+    "mar_small",
+    "mar_medium",
+    "mar_large",
+)
 
 
 def default_map_backend() -> str:
