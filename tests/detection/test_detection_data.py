@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from shapes import make_split
+from torchmetrics.detection import MeanAveragePrecision
 from torchvision.transforms import v2
 
 from autotimm_detection import DetectionDataModule
@@ -265,3 +266,54 @@ def test_torchvision_backend_datamodule_and_crowd_targets(tmp_path):
     crowd = torch.cat([t["orig_iscrowd"] for t in targets])
     assert int(crowd.sum()) == 1
     shutil.rmtree(root)
+
+
+def _ddp_trainer(model, rank=0):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(
+        world_size=2,
+        global_rank=rank,
+        lightning_module=model,
+        _accelerator_connector=SimpleNamespace(use_distributed_sampler=True),
+    )
+
+
+def test_ddp_evaluation_gives_each_image_to_one_rank(shapes_root):
+    from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
+
+    from autotimm_detection import ObjectDetector
+
+    model = ObjectDetector("test_resnet", num_classes=3, pretrained=False, fpn_channels=32)
+    seen = []
+    for rank in range(2):
+        dm = DetectionDataModule(shapes_root, image_size=64, batch_size=4, num_workers=0)
+        dm.setup("fit")
+        dm.trainer = _ddp_trainer(model, rank)
+        loader = dm.val_dataloader()
+        assert isinstance(loader.sampler, UnrepeatedDistributedSampler)
+        seen += list(loader.sampler)
+        assert not isinstance(dm.train_dataloader().sampler, UnrepeatedDistributedSampler)
+    assert sorted(seen) == list(range(8))
+
+
+class MyMAP(MeanAveragePrecision):
+    """A user's own mAP subclass, which keeps torchmetrics' one-entry-at-a-time sync."""
+
+
+def test_ddp_evaluation_keeps_padding_for_a_map_that_cannot_sync_uneven_ranks(shapes_root):
+    from autotimm_core import MetricConfig
+    from autotimm_detection import ObjectDetector
+
+    mine = MetricConfig(
+        name="m", backend="custom", metric_class=f"{__name__}.MyMAP", stages=["val"]
+    )
+    model = ObjectDetector(
+        "test_resnet", num_classes=3, pretrained=False, fpn_channels=32, metrics=[mine]
+    )
+    dm = DetectionDataModule(shapes_root, image_size=64, batch_size=4, num_workers=0)
+    dm.setup("fit")
+    dm.trainer = _ddp_trainer(model)
+    with pytest.warns(UserWarning, match=r"MyMAP cannot sync DDP ranks.*COCOMeanAveragePrecision"):
+        loader = dm.val_dataloader()
+    assert loader.sampler.__class__.__name__ == "SequentialSampler"  # Lightning pads it later

@@ -197,6 +197,8 @@ def test_spec_metric_config_gets_exact_settings():
         head_num_convs=1,
     )
     metric = model.metric_manager.metrics("val")["mAP"]
+    # torchmetrics' own class becomes ours: same numbers, and a sync that survives uneven DDP ranks
+    assert type(metric) is COCOMeanAveragePrecision
     assert metric.iou_thresholds == COCO_IOU_THRESHOLDS
     fast = importlib.util.find_spec("faster_coco_eval") is not None
     assert metric._coco_backend.backend == ("faster_coco_eval" if fast else "pycocotools")

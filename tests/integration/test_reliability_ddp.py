@@ -1,11 +1,11 @@
 """Reliability (issue 8): DDP on CPU with 2 processes evaluates exactly the single-process data.
 
-The classification split has an odd number of images (9): Lightning's padding
-``DistributedSampler`` would repeat one and move the synced accuracy, so ImageDataModule hands
-each evaluation image to exactly one rank. The detection split is even (4 images): torchmetrics'
-mAP gathers its per-image states one list entry at a time, so ranks holding different numbers of
-images deadlock or fail in the sync; DetectionDataModule therefore keeps Lightning's sampler, which
-only pads (repeats images) when the split does not divide by the world size.
+Both evaluation splits have an odd number of images (9 for classification, 5 for detection):
+Lightning's padding ``DistributedSampler`` would repeat one and move the synced accuracy and
+mAP, so the data modules hand each evaluation image to exactly one rank. With batches of 4 and 2
+the ranks also run different numbers of batches (5+4 images; 3+2 images), and the detector's mAP
+must sync per-image states of different lengths (one ``all_gather_object``, not torchmetrics'
+one-collective-per-image gather, which hangs on uneven ranks).
 The DDP run lives in a script of its own: Lightning's launcher re-runs that script for rank 1.
 """
 
@@ -56,6 +56,7 @@ SCRIPT = textwrap.dedent(
     out["clf_indices"] = loaders_seen(t)
 
     det, ddata = detector_and_data(root / "shapes")
+    ddata.batch_size = 2
     det.load_state_dict(torch.load(root / "det.pt"))
     t = ddp("det_val", enable_checkpointing=False)
     out["det"] = t.validate(det, datamodule=ddata, verbose=False)[0]
@@ -85,9 +86,9 @@ def test_ddp_two_processes_match_single_process(tmp_path):
     from autotimm_classification import ImageClassifier
 
     torch.manual_seed(0)
-    # 3 classes x 3 = 9 validation images (odd); 4 detection validation images (even: see below)
+    # 3 classes x 3 = 9 validation images; 5 detection validation images: both odd
     make_image_folder(tmp_path / "colours", {"train": 4, "val": 3})
-    make_dataset(tmp_path / "shapes", num_train=4, num_val=4, size=(96, 80))
+    make_dataset(tmp_path / "shapes", num_train=4, num_val=5, size=(96, 80))
 
     # the same weights for both runs, written once
     clf, cdata = classifier_and_data(tmp_path / "colours")
@@ -100,6 +101,7 @@ def test_ddp_two_processes_match_single_process(tmp_path):
         num_sanity_val_steps=0,
         limit_val_batches=0,
     ).fit(det, datamodule=ddata)
+    ddata.batch_size = 2  # as in the DDP run
     torch.save(clf.state_dict(), tmp_path / "clf.pt")
     torch.save(det.state_dict(), tmp_path / "det.pt")
     probe = torch.rand(3, 3, 32, 32)
@@ -122,7 +124,7 @@ def test_ddp_two_processes_match_single_process(tmp_path):
     assert ranks[0]["world"] == 2
 
     # every validation image evaluated by exactly one rank: none repeated, none dropped
-    for key, size in (("clf_indices", 9), ("det_indices", 4)):
+    for key, size in (("clf_indices", 9), ("det_indices", 5)):
         seen = ranks[0][key] + ranks[1][key]
         assert sorted(seen) == list(range(size)), (key, ranks[0][key], ranks[1][key])
 

@@ -12,7 +12,6 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback
-from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader
 
 from autotimm_classification.builtin import (
@@ -38,6 +37,7 @@ from autotimm_classification.transforms import (
     build_transform,
 )
 from autotimm_core import backbone_data_config
+from autotimm_core.distributed import unpadded_eval_sampler
 from autotimm_core.validation import check_choice
 
 Split = ImageFileDataset | ArrayImageDataset
@@ -271,7 +271,7 @@ class ImageDataModule(pl.LightningDataModule):
     def _loader(self, dataset: Split | None, train: bool) -> DataLoader:
         if dataset is None:
             raise RuntimeError("This split is not available: call setup() first, or add its folder")
-        sampler = None if train else _unpadded_sampler(self.trainer, dataset)
+        sampler = None if train else unpadded_eval_sampler(self.trainer, dataset)
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
@@ -310,27 +310,6 @@ class ImageDataModule(pl.LightningDataModule):
         if trainer is None or any(isinstance(c, _SkippedImagesReport) for c in trainer.callbacks):
             return
         trainer.callbacks.append(_SkippedImagesReport(self))
-
-
-def _unpadded_sampler(
-    trainer: pl.Trainer | None, dataset: Any
-) -> UnrepeatedDistributedSampler | None:
-    """Under several processes, a sampler that gives each evaluation sample to exactly one rank.
-
-    Lightning would put in a ``DistributedSampler``, which pads the split to a multiple of the
-    world size by repeating samples, so synced metrics would count those twice. The ranks may
-    then run one batch more or less than each other, which is safe outside training as long as
-    every rank has a sample: with fewer samples than ranks Lightning's padding is kept.
-    """
-    if trainer is None or trainer.world_size < 2:
-        return None
-    if not getattr(trainer._accelerator_connector, "use_distributed_sampler", True):
-        return None
-    if len(dataset) < trainer.world_size:
-        return None
-    return UnrepeatedDistributedSampler(
-        dataset, num_replicas=trainer.world_size, rank=trainer.global_rank, shuffle=False
-    )
 
 
 class _SkippedImagesReport(Callback):

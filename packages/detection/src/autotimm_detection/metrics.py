@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torchmetrics.detection import MeanAveragePrecision
 
 from autotimm_core import MetricConfig
@@ -84,6 +85,33 @@ class COCOMeanAveragePrecision(MeanAveragePrecision):
         )
         super().__init__(box_format=box_format, iou_type=iou_type, **params, **kwargs)
 
+    def _sync_dist(self, dist_sync_fn: Any = None, process_group: Any | None = None) -> None:
+        """Gather every rank's per-image states in one ``all_gather_object`` call.
+
+        torchmetrics gathers these list states one list entry per collective call, so ranks that
+        evaluated different numbers of images (as an unpadded evaluation sampler gives them) make
+        different numbers of calls and hang. Here each rank sends all its states at once, whatever
+        their length; the result is rank-major and the same on every rank. ``dist_sync_fn`` is
+        not used.
+        """
+        group = process_group or self.process_group
+        local = {
+            attr: [t.cpu() if isinstance(t, torch.Tensor) else t for t in getattr(self, attr)]
+            for attr in self._reductions
+        }
+        gathered: list[Any] = [None] * dist.get_world_size(group)
+        dist.all_gather_object(gathered, local, group=group)
+        for attr in self._reductions:
+            setattr(
+                self,
+                attr,
+                [
+                    t.to(self.device) if isinstance(t, torch.Tensor) else t
+                    for states in gathered
+                    for t in states[attr]
+                ],
+            )
+
     def compute(self) -> dict[str, torch.Tensor]:
         result = super().compute()
         keep_per_class = getattr(self, "class_metrics", False)
@@ -104,7 +132,13 @@ def default_map_config() -> MetricConfig:
 def with_exact_map_params(
     metrics: Sequence[MetricConfig | dict[str, Any]] | None,
 ) -> list[MetricConfig] | None:
-    """Fill COCO-exact thresholds and the backend into every MeanAveragePrecision config."""
+    """Fill COCO-exact thresholds and the backend into every MeanAveragePrecision config.
+
+    A config of torchmetrics' own ``MeanAveragePrecision`` becomes a
+    :class:`COCOMeanAveragePrecision` with the same parameters: the same numbers, minus the
+    non-scalar per-class entries unless ``class_metrics=True``, and a sync that works when DDP
+    ranks evaluated different numbers of images.
+    """
     if metrics is None:
         return None
     out = []
@@ -112,10 +146,15 @@ def with_exact_map_params(
         config = MetricConfig.coerce(m)
         cls = config.cls
         if issubclass(cls, MeanAveragePrecision) and not issubclass(cls, COCOMeanAveragePrecision):
+            plain = cls is MeanAveragePrecision
             config = MetricConfig(
                 name=config.name,
-                metric_class=config.metric_class,
-                backend=config.backend,
+                metric_class=(
+                    "autotimm_detection.metrics.COCOMeanAveragePrecision"
+                    if plain
+                    else config.metric_class
+                ),
+                backend="custom" if plain else config.backend,
                 params=exact_map_params(config.params),
                 stages=list(config.stages),
                 prog_bar=config.prog_bar,

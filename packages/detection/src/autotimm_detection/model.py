@@ -38,7 +38,8 @@ class ObjectDetector(BaseTask):
         num_classes: number of object classes (required; must match the data module).
         pretrained: load the backbone's pretrained weights. Default True.
         metrics: MetricConfigs; default COCO mAP on val and test. MeanAveragePrecision configs get
-            pycocotools-exact thresholds and the fastest installed backend unless set.
+            pycocotools-exact thresholds and the fastest installed backend unless set, and
+            torchmetrics' own class is built as ``COCOMeanAveragePrecision`` (DDP-safe sync).
         logging_config: see BaseTask. Default None.
         optimizer: optimizer name from ``list_optimizers()``. Default ``"adamw"``.
         lr: learning rate (``model.lr``). Default 1e-4.

@@ -7,8 +7,11 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.utilities import rank_zero_warn
 from torch.utils.data import DataLoader
+from torchmetrics.detection import MeanAveragePrecision
 
+from autotimm_core.distributed import unpadded_eval_sampler
 from autotimm_core.validation import check_choice
 from autotimm_detection.data.coco import (
     CocoDetection,
@@ -17,6 +20,7 @@ from autotimm_detection.data.coco import (
     read_categories,
 )
 from autotimm_detection.data.transforms import BACKENDS, DEFAULT_FILL, PRESETS, build_transform
+from autotimm_detection.metrics import COCOMeanAveragePrecision
 
 SPLITS = ("train", "val", "test")
 
@@ -193,16 +197,44 @@ class DetectionDataModule(pl.LightningDataModule):
             self._dataset("test")
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        dataset = self._dataset(split)
         return DataLoader(
-            self._dataset(split),
+            dataset,
             batch_size=self.batch_size,
             shuffle=shuffle,
+            sampler=None if shuffle else self._eval_sampler(dataset),
             num_workers=self.num_workers,
             collate_fn=collate_detection,
             pin_memory=self.pin_memory,
             persistent_workers=self.persistent_workers and self.num_workers > 0,
             drop_last=False,
         )
+
+    def _eval_sampler(self, dataset: CocoDetection) -> Any:
+        """Each evaluation image on exactly one DDP rank, where the model's mAP metrics can sync
+        ranks holding different numbers of images (:class:`COCOMeanAveragePrecision` can)."""
+        trainer = self.trainer
+        if trainer is None or trainer.world_size < 2:
+            return None
+        module = trainer.lightning_module
+        unsafe = sorted(
+            {
+                type(m).__name__
+                for m in (module.modules() if module is not None else ())
+                if isinstance(m, MeanAveragePrecision)
+                and not isinstance(m, COCOMeanAveragePrecision)
+            }
+        )
+        if unsafe:
+            rank_zero_warn(
+                f"{', '.join(unsafe)} cannot sync DDP ranks that evaluated different numbers of "
+                "images, so evaluation keeps Lightning's DistributedSampler, which repeats images "
+                f"when a split does not divide by {trainer.world_size} processes (mAP then counts "
+                "them twice). Subclass autotimm_detection.COCOMeanAveragePrecision instead to "
+                "evaluate every image exactly once."
+            )
+            return None
+        return unpadded_eval_sampler(trainer, dataset)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)
