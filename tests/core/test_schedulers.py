@@ -79,6 +79,17 @@ def test_interval_override_and_plateau_monitor():
     assert create_scheduler("plateau", _opt())["scheduler"].mode == "min"
 
 
+def test_steps_only_run_schedules_over_the_steps():
+    # Trainer(max_steps=N) without max_epochs: no epoch count, so an epoch schedule runs per step
+    cfg = create_scheduler("cosine", _opt(), total_steps=40)
+    assert cfg["interval"] == "step" and cfg["scheduler"].T_max == 40
+    cfg = create_scheduler("multistep", _opt(), total_steps=12)
+    assert cfg["interval"] == "step" and sorted(cfg["scheduler"].milestones) == [8, 11]
+    # an explicit interval is the user's: no switch, and the missing length is named
+    with pytest.raises(ValueError, match=r"needs \['T_max'\]"):
+        create_scheduler("cosine", _opt(), total_steps=40, interval="epoch")
+
+
 def test_timm_scheduler():
     cfg = create_scheduler("cosinelrscheduler", _opt(), total_epochs=10, warmup_t=2)
     assert isinstance(cfg["scheduler"], CosineLRScheduler)

@@ -172,6 +172,15 @@ def test_schedulers_step_under_lightning(tmp_path, scheduler, kwargs):
         assert lr < 0.1
 
 
+def test_cosine_over_a_max_steps_run(tmp_path):
+    # The default scheduler with only max_steps (no max_epochs) anneals over the steps to zero.
+    model = TinyTask(lr=0.1, optimizer="sgd")
+    trainer = _trainer(tmp_path, max_epochs=None, max_steps=6, enable_checkpointing=False)
+    trainer.fit(model, _loader())
+    assert trainer.lr_scheduler_configs[0].interval == "step"
+    assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-9)
+
+
 def test_checkpoint_round_trip_rebuilds_model(tmp_path):
     metrics = [MetricConfig("acc", "Accuracy", stages=["val"], prog_bar=True)]
     model = TinyTask(metrics=metrics, logging_config=LoggingConfig(log_learning_rate=True), lr=5e-3)

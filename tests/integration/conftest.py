@@ -11,6 +11,7 @@ ALL_TASKS = ("autotimm_classification", "autotimm_detection", "autotimm_trainer"
 # module -> the packages it imports
 NEEDS = {
     "test_ddp_trainer.py": ("autotimm_trainer",),
+    "test_gpu.py": ALL_TASKS,
     "test_reliability_ddp.py": ALL_TASKS,
     "test_reliability_hostile_input.py": ("autotimm_classification", "autotimm_detection"),
     "test_reliability_memory.py": ("autotimm_classification", "autotimm_trainer"),

@@ -152,7 +152,8 @@ def create_scheduler(
         monitor: metric that plateau schedulers watch. Default ``"val/loss"``.
         **kwargs: scheduler arguments; given values always win over the filled-in defaults.
             ``interval`` ("epoch"/"step") and ``frequency`` are taken out and set how Lightning
-            steps the scheduler.
+            steps the scheduler. Without ``interval``, an epoch scheduler whose length is filled
+            in runs per step when only ``total_steps`` is known (a ``max_steps`` run).
 
     Returns:
         ``{"scheduler": ..., "interval": ..., "frequency": ..., "name": ...}`` plus ``"monitor"``
@@ -160,7 +161,18 @@ def create_scheduler(
     """
     info = resolve_scheduler_name(name)
     kwargs = dict(kwargs)
-    interval = kwargs.pop("interval", info.interval)
+    interval = kwargs.pop("interval", None)
+    if interval is None:
+        interval = info.interval
+        # A run bounded by steps alone (Trainer(max_steps=N), no max_epochs) has no epoch count
+        # to fit an epoch schedule to: the schedule then runs over the steps.
+        if (
+            interval == "epoch"
+            and total_epochs is None
+            and total_steps
+            and info.name in _RUN_DEFAULTS
+        ):
+            interval = "step"
     frequency = kwargs.pop("frequency", 1)
     monitor = kwargs.pop("monitor", monitor)
     if interval not in ("epoch", "step"):
