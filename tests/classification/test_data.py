@@ -35,17 +35,54 @@ def test_folders_give_sorted_classes_and_a_seeded_stratified_val_split(colour_fo
         assert f"/{data.class_names[label]}/" in path
 
 
-def test_loaders_give_normalized_batches_and_a_val_folder_is_used(tmp_path):
+def test_loaders_give_uint8_batches_normalized_on_the_device(tmp_path):
     root = make_image_folder(tmp_path, {"train": 5, "val": 2})
-    data = dm(root, batch_size=4, mean=(0.5,) * 3, std=(0.5,) * 3)
+    data = dm(root, batch_size=4, mean=(0.5,) * 3, std=(0.25,) * 3)
     data.setup("fit")
     assert len(data.val_dataset) == 6 and len(data.train_dataset) == 15
-    images, labels = next(iter(data.train_dataloader()))
-    assert images.shape == (4, 3, 32, 32) and images.dtype == torch.float32
+    batch = next(iter(data.train_dataloader()))
+    images, labels = batch
+    # a quarter of the bytes between the workers and to the GPU
+    assert images.shape == (4, 3, 32, 32) and images.dtype == torch.uint8
     assert labels.dtype == torch.int64
-    assert images.min() >= -1.0 and images.max() <= 1.0
+    out = data.on_after_batch_transfer(batch, 0)
+    assert out[0].dtype == torch.float32 and out[1] is labels
+    assert torch.allclose(out[0], (images.float() / 255 - 0.5) / 0.25, atol=1e-5)
     assert len(data.train_dataloader()) == 3  # 15 images, batch 4, last partial batch dropped
     assert sum(len(b[1]) for b in data.val_dataloader()) == 6
+    # the same numbers as normalizing in the workers (evaluation: no randomness)
+    eager = dm(root, batch_size=4, mean=(0.5,) * 3, std=(0.25,) * 3, normalize_on_device=False)
+    eager.setup("fit")
+    floats, _ = next(iter(eager.val_dataloader()))
+    raw, _ = next(iter(data.val_dataloader()))
+    assert floats.dtype == torch.float32
+    assert torch.allclose(data.normalize(raw), floats, atol=1e-5)
+    assert eager.on_after_batch_transfer([floats, labels], 0)[0] is floats
+
+
+def test_the_model_gets_normalized_floats_under_a_trainer(tmp_path):
+    root = make_image_folder(tmp_path, {"train": 4, "val": 2})
+    data = dm(root)
+    seen = []
+
+    class Probe(pl.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            seen.append((batch[0].dtype, float(batch[0].min()), float(batch[0].max())))
+
+    model = ImageClassifier("test_resnet", num_classes=3, pretrained=False)
+    trainer = pl.Trainer(
+        fast_dev_run=2, logger=False, enable_progress_bar=False, callbacks=[Probe()]
+    )
+    trainer.fit(model, datamodule=data)
+    assert [dtype for dtype, _, _ in seen] == [torch.float32] * 2
+    # test_resnet's mean/std are 0.5: uint8 0..255 normalizes into [-1, 1]
+    assert all(lo >= -1.0 and hi <= 1.0 for _, lo, hi in seen)
+    assert any(lo < 0 for _, lo, _ in seen)
+
+
+def test_normalize_needs_setup(tmp_path):
+    with pytest.raises(RuntimeError, match="setup"):
+        dm(tmp_path).normalize(torch.zeros(1, 3, 2, 2, dtype=torch.uint8))
 
 
 def test_mean_and_std_come_from_the_attached_backbone(colour_folder):

@@ -42,8 +42,10 @@ def build_transform(
     std: Sequence[float] = IMAGENET_STD,
     interpolation: str = "bilinear",
     crop_pct: float = DEFAULT_CROP_PCT,
+    normalize: bool = True,
 ) -> Callable[[torch.Tensor], torch.Tensor]:
-    """A transform from a uint8 ``(3, H, W)`` tensor to a normalized float ``(3, S, S)`` tensor.
+    """A transform from a uint8 ``(3, H, W)`` tensor to a normalized float ``(3, S, S)`` tensor
+    (or, with ``normalize=False``, a uint8 one for :func:`normalize_images` to finish).
 
     Args:
         train: build the training pipeline (augmented per ``preset``); False builds the
@@ -58,6 +60,9 @@ def build_transform(
         std: per-channel standard deviation for normalization. Default ImageNet's.
         interpolation: ``"nearest"``, ``"bilinear"`` (default) or ``"bicubic"``.
         crop_pct: fraction of the resized image the evaluation center crop keeps. Default 0.875.
+        normalize: end with the float conversion and normalization. False leaves the image
+            uint8 (random erasing then fills with the mean colour, which normalizes to 0, as
+            it does on the normalized image). Default True.
 
     Raises:
         ValueError: an unknown preset, backend or interpolation, or a bad size (the message lists
@@ -74,8 +79,30 @@ def build_transform(
         raise ValueError(f"mean and std need 3 values (RGB), got mean={mean!r}, std={std!r}")
     mode = "eval" if not train or preset == "none" else preset
     if backend == "albumentations":
-        return _albumentations(mode, image_size, mean, std, interpolation, crop_pct)
-    return _torchvision(mode, image_size, mean, std, interpolation, crop_pct)
+        return _albumentations(mode, image_size, mean, std, interpolation, crop_pct, normalize)
+    return _torchvision(mode, image_size, mean, std, interpolation, crop_pct, normalize)
+
+
+def normalize_images(
+    images: torch.Tensor, mean: Sequence[float], std: Sequence[float]
+) -> torch.Tensor:
+    """uint8 images, ``(3, H, W)`` or ``(N, 3, H, W)`` on any device, to normalized float32.
+
+    Equal (to float rounding) to ``ToDtype(float32, scale=True)`` then ``Normalize(mean, std)``,
+    in one conversion and one fused subtract-divide. A float tensor is returned unchanged: it
+    is taken to be normalized already.
+    """
+    if images.dtype != torch.uint8:
+        return images
+    shape = (3, 1, 1)
+    m = torch.tensor([255.0 * v for v in mean], device=images.device).view(shape)
+    s = torch.tensor([255.0 * v for v in std], device=images.device).view(shape)
+    return images.float().sub_(m).div_(s)
+
+
+def _mean_fill(mean: Sequence[float]) -> list[int]:
+    """The uint8 colour that normalizes to (nearly) 0."""
+    return [round(255 * v) for v in mean]
 
 
 def _torchvision(
@@ -85,6 +112,7 @@ def _torchvision(
     std: Sequence[float],
     interpolation: str,
     crop_pct: float,
+    normalize: bool = True,
 ) -> v2.Compose:
     interp = v2.InterpolationMode(interpolation)
     if mode == "eval":
@@ -106,9 +134,10 @@ def _torchvision(
         if mode == "strong":
             ops.append(v2.TrivialAugmentWide(interpolation=interp))
     # Float conversion and normalization last: everything above runs on uint8.
-    ops += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))]
+    if normalize:
+        ops += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))]
     if mode == "strong":
-        ops.append(v2.RandomErasing(p=0.25, value=0))
+        ops.append(v2.RandomErasing(p=0.25, value=0 if normalize else _mean_fill(mean)))
     return v2.Compose(ops)
 
 
@@ -133,6 +162,7 @@ def _albumentations(
     std: Sequence[float],
     interpolation: str,
     crop_pct: float,
+    normalize: bool = True,
 ) -> AlbumentationsTransform:
     import albumentations as A
     import cv2
@@ -171,6 +201,8 @@ def _albumentations(
                     p=1.0,
                 )
             )
-            ops.append(A.Erasing(p=0.25))
-    ops += [A.Normalize(mean=tuple(mean), std=tuple(std)), ToTensorV2()]
+            ops.append(A.Erasing(p=0.25, fill=tuple(_mean_fill(mean))))
+    if normalize:
+        ops.append(A.Normalize(mean=tuple(mean), std=tuple(std)))
+    ops.append(ToTensorV2())
     return AlbumentationsTransform(A.Compose(ops))
