@@ -7,6 +7,7 @@ which is the cheap order. Two backends build the same presets: torchvision's ``t
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -94,10 +95,18 @@ def normalize_images(
     """
     if images.dtype != torch.uint8:
         return images
-    shape = (3, 1, 1)
-    m = torch.tensor([255.0 * v for v in mean], device=images.device).view(shape)
-    s = torch.tensor([255.0 * v for v in std], device=images.device).view(shape)
+    m, s = _scaled_stats(tuple(mean), tuple(std), images.device)
     return images.float().sub_(m).div_(s)
+
+
+@functools.lru_cache(maxsize=16)
+def _scaled_stats(
+    mean: tuple[float, ...], std: tuple[float, ...], device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    # Made once per device: building them per batch would copy to the GPU (and wait) each step.
+    m = torch.tensor([255.0 * v for v in mean], device=device).view(3, 1, 1)
+    s = torch.tensor([255.0 * v for v in std], device=device).view(3, 1, 1)
+    return m, s
 
 
 def _mean_fill(mean: Sequence[float]) -> list[int]:
