@@ -17,16 +17,19 @@ from torchvision.models.detection import fcos_resnet50_fpn
 from autotimm_detection import ObjectDetector
 
 
-def _targets(batch: int, size: int, num_classes: int) -> list[dict[str, torch.Tensor]]:
+def random_targets(
+    batch: int, size: int, num_classes: int, boxes_per_image: int = 5
+) -> list[dict[str, torch.Tensor]]:
+    """Seeded random xyxy boxes of 16 px and up inside a ``size`` square, with labels."""
     g = torch.Generator().manual_seed(0)
     out = []
     for _ in range(batch):
-        xy = torch.rand(5, 2, generator=g) * size * 0.6
-        wh = 16 + torch.rand(5, 2, generator=g) * size * 0.35
+        xy = torch.rand(boxes_per_image, 2, generator=g) * size * 0.6
+        wh = 16 + torch.rand(boxes_per_image, 2, generator=g) * size * 0.35
         out.append(
             {
                 "boxes": torch.cat([xy, xy + wh], 1),
-                "labels": torch.randint(0, num_classes, (5,), generator=g),
+                "labels": torch.randint(0, num_classes, (boxes_per_image,), generator=g),
             }
         )
     return out
@@ -59,7 +62,7 @@ def main() -> None:
     s, b = args.image_size, args.batch_size
     images_u8 = torch.randint(0, 256, (b, 3, s, s), dtype=torch.uint8, device=dev)
     images_f = images_u8.float() / 255
-    targets = [{k: v.to(dev) for k, v in t.items()} for t in _targets(b, s, args.num_classes)]
+    targets = [{k: v.to(dev) for k, v in t.items()} for t in random_targets(b, s, args.num_classes)]
 
     ours = ObjectDetector(
         "resnet50", num_classes=args.num_classes, pretrained=False, image_size=s

@@ -152,22 +152,8 @@ def classification(args: argparse.Namespace) -> list[tuple]:
     return rows
 
 
-def _boxes(b: int, s: int, num_classes: int) -> list[dict[str, torch.Tensor]]:
-    g = torch.Generator().manual_seed(0)
-    out = []
-    for _ in range(b):
-        xy = torch.rand(8, 2, generator=g) * s * 0.6
-        wh = 16 + torch.rand(8, 2, generator=g) * s * 0.35
-        out.append(
-            {
-                "boxes": torch.cat([xy, xy + wh], 1).to(DEVICE),
-                "labels": torch.randint(0, num_classes, (8,), generator=g).to(DEVICE),
-            }
-        )
-    return out
-
-
 def detection(args: argparse.Namespace) -> list[tuple]:
+    from detection_speed import random_targets  # benchmarks/, beside this script
     from torchvision.models.detection import fcos_resnet50_fpn
 
     from autotimm_detection import ObjectDetector
@@ -175,7 +161,9 @@ def detection(args: argparse.Namespace) -> list[tuple]:
     b, s, n = args.det_batch_size, args.det_image_size, 80
     g = torch.Generator().manual_seed(0)
     x0 = torch.randint(0, 256, (b, 3, s, s), dtype=torch.uint8, generator=g).to(DEVICE)
-    targets = _boxes(b, s, n)
+    targets = [
+        {k: v.to(DEVICE) for k, v in t.items()} for t in random_targets(b, s, n, boxes_per_image=8)
+    ]
     warmup, steps = max(2, args.warmup // 2), max(5, args.steps // 2)
     rows = []
     for precision in PRECISIONS:
