@@ -61,9 +61,11 @@ class ImageDataModule(pl.LightningDataModule):
 
     Images are decoded by ``torchvision.io`` to uint8 tensors, augmented on uint8, and normalized
     last: by default after the batch reaches the model's device (``normalize_on_device``), so
-    that the workers hand over, and the GPU copy moves, a quarter of the bytes. Unreadable files never stop a run: ``verify=True`` finds empty, unknown and truncated
-    files at ``setup`` from their headers and ends, and any that still fail to decode are skipped
-    with a warning naming them, plus a count at the end of the epoch.
+    that the workers hand over, and the GPU copy moves, a quarter of the bytes.
+
+    Unreadable files never stop a run: ``verify=True`` finds empty, unknown and truncated files
+    at ``setup`` from their headers and ends, and any that still fail to decode are skipped with
+    a warning naming them, plus a count at the end of the epoch.
 
     Args:
         data_dir: folder with ``train/`` (``val/``, ``test/``), or where a built-in data set is

@@ -214,7 +214,8 @@ class DetectionDataModule(pl.LightningDataModule):
         """Each evaluation image on exactly one DDP rank, where the model's mAP metrics can sync
         ranks holding different numbers of images (:class:`COCOMeanAveragePrecision` can)."""
         trainer = self.trainer
-        if trainer is None or trainer.world_size < 2:
+        sampler = unpadded_eval_sampler(trainer, dataset)
+        if sampler is None:
             return None
         module = trainer.lightning_module
         unsafe = sorted(
@@ -234,7 +235,7 @@ class DetectionDataModule(pl.LightningDataModule):
                 "evaluate every image exactly once."
             )
             return None
-        return unpadded_eval_sampler(trainer, dataset)
+        return sampler
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)
