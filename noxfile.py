@@ -1,5 +1,9 @@
 """Test sessions: each package alone in a fresh venv, the combinations, everything, lint, docs.
 
+Tests live by what they need: ``tests/<package>/`` (one package: its ``tests`` session),
+``tests/integration/<a>_<b>/`` and ``tests/integration/all/`` (several: collected where all of
+them are installed, see tests/integration/conftest.py), ``tests/autotimm/`` (the meta-package).
+
 Every install takes our five distributions from packages/ (the uv workspace sources), never
 from the registry, where the name ``autotimm`` belongs to another project. uv links packages
 from one cache, so a fresh venv with torch costs seconds. uv does not read pip's configuration:
@@ -20,6 +24,7 @@ import sys
 from pathlib import Path
 
 import nox
+import tomllib
 
 ROOT = Path(__file__).parent
 nox.options.default_venv_backend = "uv"
@@ -27,6 +32,15 @@ nox.options.reuse_existing_virtualenvs = False
 nox.options.error_on_missing_interpreters = True
 
 TASK_PACKAGES = ["core", "classification", "detection", "trainer"]
+# The extras (optional backends) each package's own tests exercise. The detection session leaves
+# out fast-map on purpose: it proves mAP through pycocotools alone (tests_all has faster-coco-eval).
+TEST_EXTRAS = {
+    "core": "tensorboard",
+    "classification": "albumentations",
+    "detection": "albumentations",
+    "trainer": "plot",
+}
+ALL_PACKAGES = [*TASK_PACKAGES, "autotimm"]
 TEST_TOOLS = ["pytest", "pytest-xdist", "hypothesis", "psutil"]
 DOCS_TOOLS = ["mkdocs-material", "mkdocstrings[python]", "pymdown-extensions"]
 CONSTRAINTS = ["-c", str(ROOT / "constraints.txt")]
@@ -71,6 +85,13 @@ os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
+def _all_extras(package: str) -> str:
+    """``[a,b]``: every extra the package declares (empty string when it has none)."""
+    meta = tomllib.loads((ROOT / "packages" / package / "pyproject.toml").read_text())["project"]
+    extras = sorted(meta.get("optional-dependencies", {}))
+    return f"[{','.join(extras)}]" if extras else ""
+
+
 def _install(session: nox.Session, *targets: str) -> None:
     session.install(*CONSTRAINTS, *targets)
 
@@ -93,8 +114,8 @@ def _assert_only(session: nox.Session, expected: set[str]) -> None:
 @nox.session
 @nox.parametrize("package", TASK_PACKAGES)
 def tests(session: nox.Session, package: str) -> None:
-    """One package alone, with only its declared dependencies, running tests/<package>."""
-    _install(session, f"./packages/{package}", *TEST_TOOLS)
+    """One package alone, with only its declared dependencies (and the extras its tests use)."""
+    _install(session, f"./packages/{package}[{TEST_EXTRAS[package]}]", *TEST_TOOLS)
     expected = {"autotimm-core"} | ({f"autotimm-{package}"} if package != "core" else set())
     _assert_only(session, expected)
     session.run(*PYTEST, f"tests/{package}", *session.posargs)
@@ -111,7 +132,12 @@ def meta(session: nox.Session) -> None:
 @nox.session
 @nox.parametrize("extras", ["classification,trainer", "detection,trainer"])
 def combo(session: nox.Session, extras: str) -> None:
-    """A task package with the trainer: installing more never breaks what is below."""
+    """A task package with the trainer: installing more never breaks what is below.
+
+    Runs the meta-package's tests, the integration folders whose packages these extras install
+    (tests/integration/classification_trainer for classification,trainer) and the integration
+    modules that skip per test (the documentation's examples).
+    """
     _install(session, f"./packages/autotimm[{extras}]", *TEST_TOOLS)
     _assert_only(
         session, {"autotimm", "autotimm-core"} | {f"autotimm-{e}" for e in extras.split(",")}
@@ -129,10 +155,13 @@ def tests_all(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff: lint and formatting."""
-    _install(session, "ruff")
+    """ruff (lint and formatting) and import-linter (the package layout, [tool.importlinter])."""
+    _install(session, "ruff", "import-linter")
+    # import-linter reads the packages' source without importing it: no dependencies needed.
+    session.install(*CONSTRAINTS, "--no-deps", *[f"./packages/{p}" for p in ALL_PACKAGES])
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+    session.run("lint-imports")
 
 
 @nox.session
@@ -149,11 +178,8 @@ def dev(session: nox.Session) -> None:
     """Create .venv with every package installed editable plus test, lint and docs tools."""
     venv = ROOT / ".venv"
     session.run("uv", "venv", "--allow-existing", "-p", sys.executable, str(venv), external=True)
-    editables = [
-        x
-        for p in ["core", "classification", "detection", "trainer", "autotimm"]
-        for x in ("-e", f"./packages/{p}")
-    ]
+    # Every package editable, with all of its extras.
+    editables = [x for p in ALL_PACKAGES for x in ("-e", f"./packages/{p}{_all_extras(p)}")]
     session.run(
         "uv",
         "pip",
@@ -162,9 +188,9 @@ def dev(session: nox.Session) -> None:
         str(venv / "bin" / "python"),
         *CONSTRAINTS,
         *editables,
-        "./packages/detection[fast-map]",
         *TEST_TOOLS,
         "ruff",
+        "import-linter",
         *DOCS_TOOLS,
         external=True,
     )

@@ -100,3 +100,30 @@ def test_missing_extra_message(monkeypatch, name):
 def test_unknown_name_is_attribute_error():
     with pytest.raises(AttributeError, match="no attribute 'Nope'"):
         autotimm.Nope  # noqa: B018
+
+
+def _public_names(package: str) -> list[str]:
+    """A package's ``__all__`` read from its source (the package need not be installed)."""
+    import ast
+
+    init = ROOT / "packages" / package / "src" / f"autotimm_{package}" / "__init__.py"
+    for node in ast.parse(init.read_text()).body:
+        if isinstance(node, ast.Assign) and any(
+            getattr(t, "id", "") == "__all__" for t in node.targets
+        ):
+            return [e.value for e in node.value.elts if e.value != "__version__"]
+    raise AssertionError(f"{init} has no __all__")
+
+
+@pytest.mark.parametrize(
+    ("package", "extra"),
+    [
+        ("core", None),
+        ("classification", "classification"),
+        ("detection", "detection"),
+        ("trainer", "trainer"),
+    ],
+)
+def test_every_public_name_of_every_package_is_re_exported(package, extra):
+    for name in _public_names(package):
+        assert autotimm._EXPORTS.get(name) == (f"autotimm_{package}", extra), name

@@ -5,9 +5,10 @@ import pytest
 import pytorch_lightning as pl
 import torch
 from helpers import COLOURS, make_image_folder
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
 from autotimm_classification import ImageClassifier, ImageDataModule
-from autotimm_classification.transforms import IMAGENET_MEAN
+from autotimm_core.data import DataConfig
 
 
 def dm(root, **kwargs) -> ImageDataModule:
@@ -80,23 +81,54 @@ def test_the_model_gets_normalized_floats_under_a_trainer(tmp_path):
     assert any(lo < 0 for _, lo, _ in seen)
 
 
-def test_normalize_needs_setup(tmp_path):
-    with pytest.raises(RuntimeError, match="setup"):
-        dm(tmp_path).normalize(torch.zeros(1, 3, 2, 2, dtype=torch.uint8))
+def test_normalize_works_before_setup_with_the_modules_own_config(tmp_path):
+    data = dm(tmp_path, mean=(0.5,) * 3, std=(0.25,) * 3)
+    out = data.normalize(torch.zeros(1, 3, 2, 2, dtype=torch.uint8))
+    assert out.dtype == torch.float32 and torch.allclose(out, torch.full_like(out, -2.0))
+    plain = dm(tmp_path, image_size=None)
+    assert plain.data_config == DataConfig()  # no model yet: 224 px, timm's ImageNet statistics
+    assert plain.data_config.mean == IMAGENET_DEFAULT_MEAN and plain.image_size == 224
 
 
-def test_mean_and_std_come_from_the_attached_backbone(colour_folder):
+def test_mean_and_std_come_from_the_model_through_the_data_contract(colour_folder):
     data = dm(colour_folder)
     data.setup("fit")
-    assert data.data_config["mean"] == list(IMAGENET_MEAN)  # no model: ImageNet's
+    assert data.data_config.mean == IMAGENET_DEFAULT_MEAN  # no model: ImageNet's
+    assert data.data_config.std == IMAGENET_DEFAULT_STD
     model = ImageClassifier("test_resnet", num_classes=3, pretrained=False)
-    trainer = pl.Trainer(logger=False, enable_checkpointing=False, barebones=True)
-    trainer.strategy.connect(model)  # what fit() does before it calls the datamodule's setup
-    attached = dm(colour_folder)
-    attached.trainer = trainer
-    attached.setup("fit")
-    assert attached.data_config["mean"] == [0.5, 0.5, 0.5]  # test_resnet's pretrained config
-    assert attached.data_config["crop_pct"] == 0.95
+    quiet = {"logger": False, "enable_checkpointing": False, "enable_progress_bar": False}
+    pl.Trainer(limit_val_batches=1, enable_model_summary=False, **quiet).validate(
+        model, datamodule=data
+    )
+    assert data.data_config.mean == (0.5, 0.5, 0.5)  # test_resnet's pretrained config
+    assert data.data_config.crop_pct == 0.95
+    assert data.data_config.image_size == 32  # set on the data module: it wins
+    assert model.data_config == data.data_config  # both sides hold the merged config
+    # the transforms were rebuilt with it: the loader normalizes with the model's mean/std
+    raw, _ = next(iter(data.val_dataloader()))
+    assert raw.shape[-1] == 32
+    assert torch.allclose(data.normalize(raw), raw.float() / 127.5 - 1.0, atol=1e-5)
+    # ... and the 0.95 crop: the eval Resize gives the short side 32 / 0.95 = 33 px
+    assert data.val_dataset.transform.transforms[0].size == [33]
+
+
+def test_image_size_none_follows_the_model_and_a_conflict_names_both(colour_folder):
+    data = dm(colour_folder, image_size=None)
+    model = ImageClassifier("test_resnet", num_classes=3, pretrained=False)
+    quiet = {"logger": False, "enable_checkpointing": False, "enable_progress_bar": False}
+    pl.Trainer(limit_val_batches=1, enable_model_summary=False, **quiet).validate(
+        model, datamodule=data
+    )
+    assert data.image_size == model.image_size == 160  # test_resnet's pretrained input size
+    assert next(iter(data.val_dataloader()))[0].shape[-2:] == (160, 160)
+    sized = ImageClassifier("test_resnet", num_classes=3, pretrained=False, image_size=64)
+    with pytest.raises(
+        ValueError,
+        match=r"ImageClassifier has image_size=64 but ImageDataModule has image_size=32",
+    ):
+        pl.Trainer(limit_val_batches=1, enable_model_summary=False, **quiet).validate(
+            sized, datamodule=dm(colour_folder)
+        )
 
 
 @pytest.mark.parametrize("name", ["digits", "DIGITS"])
@@ -161,6 +193,9 @@ def test_unknown_dataset_name_lists_the_valid_names(tmp_path):
         ({"transform_backend": "dali"}, "transform_backend must be one of"),
         ({"val_split": 1.0}, r"val_split must be in \[0, 1\)"),
         ({"batch_size": 0}, "batch_size must be a positive int"),
+        ({"num_workers": -1}, "num_workers must be an int >= 0"),
+        ({"interpolation": "lanczos"}, "interpolation must be one of"),
+        ({"image_size": 0}, "image_size must be a positive int"),
     ],
 )
 def test_bad_settings_fail_at_construction(tmp_path, kwargs, message):

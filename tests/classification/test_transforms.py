@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from autotimm_classification.transforms import PRESETS, build_transform, normalize_images
+from autotimm_classification import build_classification_transform
+from autotimm_core.data import PRESETS, DataConfig, normalize_images
 
 
 @pytest.mark.parametrize("backend", ["torchvision", "albumentations"])
@@ -9,14 +10,16 @@ from autotimm_classification.transforms import PRESETS, build_transform, normali
 def test_every_preset_gives_normalized_float_images_of_the_size(backend, preset):
     image = torch.randint(0, 256, (3, 45, 60), dtype=torch.uint8)
     for train in (True, False):
-        out = build_transform(train, image_size=32, preset=preset, backend=backend)(image)
+        out = build_classification_transform(train, image_size=32, preset=preset, backend=backend)(
+            image
+        )
         assert out.shape == (3, 32, 32) and out.dtype == torch.float32
 
 
 @pytest.mark.parametrize("backend", ["torchvision", "albumentations"])
 def test_eval_is_deterministic_and_normalizes_last(backend):
     image = torch.full((3, 40, 50), 128, dtype=torch.uint8)
-    tf = build_transform(
+    tf = build_classification_transform(
         False, image_size=16, backend=backend, mean=(0.5, 0.25, 0.0), std=(0.5,) * 3
     )
     out = tf(image)
@@ -31,10 +34,10 @@ def test_without_normalize_images_stay_uint8_and_normalize_to_the_same(backend, 
     image = torch.randint(0, 256, (3, 45, 60), dtype=torch.uint8)
     mean, std = (0.5, 0.25, 0.1), (0.2, 0.3, 0.4)
     kw = {"image_size": 32, "preset": preset, "backend": backend, "mean": mean, "std": std}
-    raw = build_transform(True, normalize=False, **kw)(image)
+    raw = build_classification_transform(True, normalize=False, **kw)(image)
     assert raw.shape == (3, 32, 32) and raw.dtype == torch.uint8
-    normalized = build_transform(False, **kw)(image)
-    uint8 = build_transform(False, normalize=False, **kw)(image)
+    normalized = build_classification_transform(False, **kw)(image)
+    uint8 = build_classification_transform(False, normalize=False, **kw)(image)
     assert torch.allclose(normalize_images(uint8, mean, std), normalized, atol=1e-4)
     batch = torch.stack([uint8, uint8])
     assert torch.allclose(normalize_images(batch, mean, std)[1], normalized, atol=1e-4)
@@ -50,7 +53,7 @@ def test_random_erasing_fills_with_the_mean_colour(backend):
     image = torch.full((3, 64, 64), 255, dtype=torch.uint8)  # white: no augmentation gives fill
     kw = {"image_size": 32, "preset": "strong", "backend": backend, "mean": mean}
     torch.manual_seed(0)
-    tf = build_transform(True, normalize=False, **kw)
+    tf = build_classification_transform(True, normalize=False, **kw)
     found = False
     for _ in range(60):
         out = tf(image)
@@ -60,7 +63,7 @@ def test_random_erasing_fills_with_the_mean_colour(backend):
 
 def test_train_default_preset_augments():
     image = torch.randint(0, 256, (3, 64, 64), dtype=torch.uint8)
-    tf = build_transform(True, image_size=32, preset="default")
+    tf = build_classification_transform(True, image_size=32, preset="default")
     assert not torch.equal(tf(image), tf(image))
 
 
@@ -74,9 +77,54 @@ def test_train_default_preset_augments():
         ),
         ({"interpolation": "lanczos"}, "interpolation must be one of"),
         ({"image_size": 0}, "image_size must be a positive int"),
-        ({"mean": (0.5, 0.5)}, "mean and std need 3 values"),
+        ({"mean": (0.5, 0.5)}, r"mean needs 3 numbers \(R, G, B\)"),
     ],
 )
 def test_bad_arguments_name_the_choices(kwargs, message):
     with pytest.raises(ValueError, match=message):
-        build_transform(True, **kwargs)
+        build_classification_transform(True, **kwargs)
+
+
+@pytest.mark.parametrize("backend", ["torchvision", "albumentations"])
+def test_a_data_config_gives_size_mean_and_std_and_keywords_replace_them(backend):
+    image = torch.full((3, 40, 50), 128, dtype=torch.uint8)
+    cfg = DataConfig(image_size=16, mean=(0.5, 0.25, 0.0), std=(0.5, 0.5, 0.5), crop_pct=1.0)
+    out = build_classification_transform(False, cfg, backend=backend)(image)
+    expected = (torch.tensor([128 / 255 - 0.5, 128 / 255 - 0.25, 128 / 255]) / 0.5).view(3, 1, 1)
+    assert out.shape == (3, 16, 16)
+    assert torch.allclose(out, expected.expand_as(out), atol=1e-3)
+    resized = build_classification_transform(False, cfg, backend=backend, image_size=8)(image)
+    assert resized.shape == (3, 8, 8)
+    # crop_pct=1.0 keeps the whole short side: a 40x50 image of 16 px is resized, not cropped
+    ramp = torch.arange(50, dtype=torch.uint8).repeat(3, 40, 1) * 5
+    kept = build_classification_transform(False, cfg, backend=backend, normalize=False)(ramp)
+    cropped = build_classification_transform(
+        False, cfg, backend=backend, normalize=False, crop_pct=0.5
+    )(ramp)
+    assert kept.dtype == torch.uint8 and int(kept[0, 0, 0]) < int(cropped[0, 0, 0])
+
+
+def test_the_default_config_is_timms_imagenet_one():
+    from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+
+    tf = build_classification_transform(False)
+    normalize = tf.transforms[-1]
+    assert tuple(normalize.mean) == IMAGENET_DEFAULT_MEAN
+    assert tuple(normalize.std) == IMAGENET_DEFAULT_STD
+    assert tf(torch.zeros(3, 300, 400, dtype=torch.uint8)).shape == (3, 224, 224)
+    assert tf.transforms[0].size == [256]  # 224 / 0.875
+
+
+def test_a_letterbox_config_is_refused_naming_resize_mode():
+    with pytest.raises(ValueError, match="resize_mode='crop', got resize_mode='letterbox'"):
+        build_classification_transform(False, DataConfig(resize_mode="letterbox"))
+
+
+def test_albumentations_missing_names_the_extra(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "albumentations", None)  # import now fails
+    with pytest.raises(ImportError, match=r"autotimm-classification\[albumentations\]"):
+        build_classification_transform(True, backend="albumentations")
+    # the torchvision backend never imports it
+    assert build_classification_transform(True)(torch.zeros(3, 8, 8, dtype=torch.uint8)).shape

@@ -41,8 +41,18 @@ def test_unknown_backbone_lists_close_matches():
     msg = str(err.value)
     assert "Unknown backbone 'resnet5O'" in msg
     assert "resnet50" in msg
-    close = msg.split("Close matches: ")[1].split(".")[0].split(", ")
+    close = msg.split("Did you mean: ")[1].split("?")[0].split(", ")
     assert 1 <= len(close) <= 5
+
+
+def test_unknown_backbone_says_how_to_search():
+    with pytest.raises(ValueError) as err:
+        create_backbone("convnext_tinyy")
+    msg = str(err.value)
+    assert msg.startswith("Unknown backbone 'convnext_tinyy'. Did you mean: convnext_tiny")
+    assert "list_backbones('*pattern*')" in msg and "'hf-hub:'" in msg
+    with pytest.raises(ValueError, match=r"backbone must be a timm model name"):
+        create_backbone("")
 
 
 def test_hub_names_pass_the_name_check(monkeypatch):

@@ -46,6 +46,24 @@ def test_invalid_configs(kwargs, message):
         MetricConfig(name="m", **kwargs)
 
 
+def test_torchmetrics_class_names_resolve_from_every_namespace():
+    from autotimm_core.metrics import resolve_metric_class
+
+    assert resolve_metric_class("torchmetrics", "MulticlassF1Score") is (
+        torchmetrics.classification.MulticlassF1Score
+    )
+    assert resolve_metric_class("torchmetrics", "MeanSquaredError") is torchmetrics.MeanSquaredError
+    assert resolve_metric_class("torchmetrics", torchmetrics.Accuracy) is torchmetrics.Accuracy
+
+
+def test_wrong_case_suggests_the_torchmetrics_spelling():
+    with pytest.raises(ValueError) as err:
+        MetricConfig(name="m", metric_class="f1score")
+    msg = str(err.value)
+    assert msg.startswith("Unknown torchmetrics metric_class 'f1score'. Did you mean: F1Score")
+    assert "backend='custom'" in msg
+
+
 def test_custom_backend_by_import_path():
     cfg = MetricConfig(
         name="mse", metric_class="torchmetrics.regression.MeanSquaredError", backend="custom"

@@ -3,7 +3,8 @@ import torch
 import torch.nn as nn
 from timm.scheduler import CosineLRScheduler
 
-from autotimm_core import create_scheduler, list_schedulers
+from autotimm_core import create_scheduler, list_schedulers, resolve_scheduler_name
+from autotimm_core.schedulers import is_timm_scheduler
 
 SPEC_NAMES = [
     "cosineannealinglr",
@@ -109,3 +110,74 @@ def test_missing_required_argument_is_named():
 def test_unknown_scheduler_argument():
     with pytest.raises(ValueError, match=r"unknown argument\(s\) \['T_maxx'\].*T_max"):
         create_scheduler("cosine", _opt(), total_epochs=3, T_maxx=3)
+
+
+LISTED = [(src, n) for src, names in list_schedulers().items() for n in names]
+
+
+@pytest.mark.parametrize(("source", "name"), LISTED, ids=[n for _, n in LISTED])
+def test_every_listed_scheduler_builds_from_the_run_length_and_steps(source, name):
+    opt = torch.optim.SGD(nn.Linear(2, 2).parameters(), lr=0.1, momentum=0.9)
+    config = create_scheduler(name, opt, total_steps=20, total_epochs=4)
+    sched = config["scheduler"]
+    assert resolve_scheduler_name(name).source == source
+    assert is_timm_scheduler(sched) == (source == "timm")
+    for t in range(1, 4):
+        opt.step()
+        if is_timm_scheduler(sched):
+            sched.step_update(t) if config["interval"] == "step" else sched.step(t)
+        elif "monitor" in config:
+            sched.step(1.0)
+        else:
+            sched.step()
+        lr = opt.param_groups[0]["lr"]
+        assert 0 <= lr < float("inf")
+
+
+def test_aliases_are_listed_under_the_source_they_resolve_to():
+    torch_names = list_schedulers()["torch"]
+    for alias in ("cosine", "multistep", "step", "onecycle", "plateau", "cosine_with_restarts"):
+        assert alias in torch_names
+    assert "cosine" not in list_schedulers()["timm"]
+
+
+def test_upstream_cosine_with_restarts_spelling():
+    config = create_scheduler("cosine_with_restarts", _opt(), total_epochs=9)
+    assert type(config["scheduler"]) is torch.optim.lr_scheduler.CosineAnnealingWarmRestarts
+    assert config["scheduler"].T_0 == 3
+
+
+@pytest.mark.parametrize(
+    ("monitor", "mode"),
+    [
+        ("val/loss", "min"),
+        ("val/loss_bbox_regression", "min"),
+        ("val/mse", "min"),
+        ("val/accuracy", "max"),
+        ("val/map_50", "max"),
+        ("val/f1", "max"),
+    ],
+)
+def test_plateau_mode_follows_the_shared_monitor_rule(monitor, mode):
+    config = create_scheduler("reducelronplateau", _opt(), monitor=monitor)
+    assert config["scheduler"].mode == mode and config["monitor"] == monitor
+    # an explicit mode wins
+    other = "max" if mode == "min" else "min"
+    assert (
+        create_scheduler("plateau", _opt(), monitor=monitor, mode=other)["scheduler"].mode == other
+    )
+
+
+def test_timm_step_schedulers_decay_by_default_and_wsd_fills_its_decay_phase():
+    opt = _opt(lr=1.0)
+    sched = create_scheduler("steplrscheduler", opt, total_epochs=9)["scheduler"]
+    sched.step(3)
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.1)
+    wsd = create_scheduler("wsdlrscheduler", _opt(), total_epochs=10)["scheduler"]
+    assert wsd.t_initial == 10 and wsd.decay_t == 2
+
+
+def test_deprecated_timm_plateau_is_not_offered():
+    assert "plateaulrscheduler" not in list_schedulers()["timm"]
+    with pytest.raises(ValueError, match=r"Unknown scheduler 'plateaulrscheduler'.*plateau"):
+        resolve_scheduler_name("plateaulrscheduler")

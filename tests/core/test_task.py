@@ -221,3 +221,43 @@ def test_resume_restores_random_state(tmp_path):
     resumed, _ = run(ckpt_path=first.checkpoint_callback.best_model_path, root="split")
     for (k, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
         assert torch.allclose(a.float(), b.float()), k
+
+
+def test_saved_hyperparameters_are_plain_data_in_both_stores():
+    model = TinyTask(
+        metrics=[MetricConfig("acc", "Accuracy", stages=["val"])],
+        logging_config=LoggingConfig(log_learning_rate=True),
+    )
+    for store in (model.hparams, model.hparams_initial):
+        assert store["metrics"] == [MetricConfig("acc", "Accuracy", stages=["val"]).to_dict()]
+        assert store["logging_config"] == LoggingConfig(log_learning_rate=True).to_dict()
+        assert store["lr"] == 1e-2 and store["num_classes"] == 3
+    assert dict(model.hparams) == dict(model.hparams_initial)
+
+
+class ExtraTermOnce(TinyTask):
+    """Logs an extra training term on the first batch only."""
+
+    def training_step(self, batch, batch_idx):
+        loss = super().training_step(batch, batch_idx)
+        if batch_idx == 0:
+            self.log_loss("train", loss * 0.5, len(batch[1]), name="loss_extra")
+        return loss
+
+
+def test_training_loss_terms_are_this_steps_only(tmp_path):
+    seen = []
+
+    class Probe(pl.Callback):
+        def on_before_backward(self, trainer, pl_module, loss):
+            seen.append(pl_module.training_loss_terms())
+
+    model = ExtraTermOnce(scheduler=None)
+    trainer = _trainer(tmp_path, max_epochs=1, enable_checkpointing=False, callbacks=[Probe()])
+    trainer.fit(model, _loader(n=16))
+    assert [sorted(t) for t in seen] == [["loss", "loss_extra"], ["loss"]]
+    assert not seen[1]["loss"].requires_grad  # detached: holding it keeps no graph alive
+    assert seen[0]["loss_extra"] == pytest.approx(float(seen[0]["loss"]) * 0.5)
+    # A copy: a caller cannot change what the task keeps.
+    model.training_loss_terms().clear()
+    assert model.training_loss_terms() == seen[-1]

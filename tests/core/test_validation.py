@@ -10,3 +10,15 @@ def test_check_choice_returns_valid_value():
 def test_check_choice_names_parameter_and_choices():
     with pytest.raises(ValueError, match=r"^mode must be one of \['max', 'min'\], got 'maximum'$"):
         check_choice("mode", "maximum", ("max", "min"))
+
+
+def test_missing_optional_package_names_the_extra_to_install_quoted():
+    from autotimm_core._imports import require
+
+    with pytest.raises(ImportError) as err:
+        require("autotimm_no_such_module", "autotimm-core[tensorboard]", purpose="the logger")
+    message = str(err.value)
+    assert "needed for the logger" in message
+    assert 'pip install "autotimm-core[tensorboard]"' in message  # brackets quoted for a shell
+    with pytest.raises(ImportError, match=r"pip install autotimm_no_such_module$"):
+        require("autotimm_no_such_module")

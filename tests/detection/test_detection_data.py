@@ -2,18 +2,20 @@
 
 import json
 import shutil
+import sys
 import warnings
 
 import albumentations as A
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from shapes import make_split
 from torchmetrics.detection import MeanAveragePrecision
 from torchvision.transforms import v2
 
 from autotimm_detection import DetectionDataModule
-from autotimm_detection.data import build_transform, letterbox_size, load_coco
+from autotimm_detection.data import build_detection_transform, letterbox_size, load_coco
 
 
 def _write(tmp_path, data, name="ann.json"):
@@ -152,9 +154,11 @@ def test_unreadable_image_is_skipped_with_warning(tmp_path):
     with pytest.warns(UserWarning, match=r"skipping unreadable image .*00001.png"):
         _, target = ds[1]
     assert int(target["image_id"]) == 3  # the next readable image
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # warned once per file
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         ds[1]
+    # Warned once per file (torchvision 0.29's decoder deprecation notice is not ours).
+    assert [str(w.message) for w in caught if issubclass(w.category, UserWarning)] == []
 
 
 def test_num_classes_mismatch_is_a_clear_error(shapes_root):
@@ -169,13 +173,18 @@ def test_num_classes_mismatch_is_a_clear_error(shapes_root):
     trainer = pl.Trainer(
         fast_dev_run=1, logger=False, enable_progress_bar=False, enable_model_summary=False
     )
-    with pytest.raises(ValueError, match=r"num_classes=80 but the data module has 3 classes"):
+    with pytest.raises(
+        ValueError,
+        match=r"num_classes=80 but the data module has 3 classes \(red, green, blue\)",
+    ):
         trainer.fit(model, datamodule=dm)
 
 
 def _sample():
     rng = np.random.default_rng(0)
-    image = rng.integers(0, 255, size=(60, 100, 3), dtype=np.uint8)
+    image = torch.from_numpy(rng.integers(0, 255, size=(60, 100, 3), dtype=np.uint8)).permute(
+        2, 0, 1
+    )
     boxes = np.array([[10, 5, 40, 30], [70, 20, 100, 60], [0, 0, 5, 5]], np.float32)
     return image, boxes, np.array([0, 1, 2]), np.array([False, True, False])
 
@@ -183,7 +192,7 @@ def _sample():
 def test_letterbox_keeps_aspect_ratio_and_pads_bottom_right():
     image, boxes, labels, crowd = _sample()
     for backend in ("albumentations", "torchvision"):
-        img, out, lab, cr = build_transform(50, backend=backend, train=False)(
+        img, out, lab, cr = build_detection_transform(50, backend=backend, train=False)(
             image, boxes, labels, crowd
         )
         assert img.shape == (3, 50, 50) and img.dtype == torch.uint8
@@ -209,10 +218,10 @@ def test_both_backends_give_the_same_boxes(albu, tv):
         tv = v2.Lambda(
             lambda x: F.crop(x, 10, 20, 40, 70) if hasattr(x, "canvas_size") or x.ndim == 3 else x
         )
-    a = build_transform(64, backend="albumentations", custom=albu, min_box_size=1.0)(
+    a = build_detection_transform(64, backend="albumentations", custom=albu, min_box_size=1.0)(
         image, boxes, labels, crowd
     )
-    t = build_transform(64, backend="torchvision", custom=tv, min_box_size=1.0)(
+    t = build_detection_transform(64, backend="torchvision", custom=tv, min_box_size=1.0)(
         image, boxes, labels, crowd
     )
     assert a[2].tolist() == t[2].tolist() and a[3].tolist() == t[3].tolist()
@@ -223,9 +232,9 @@ def test_both_backends_give_the_same_boxes(albu, tv):
 def test_crop_clips_boxes_and_drops_hidden_ones():
     image, boxes, labels, crowd = _sample()
     crop = A.Crop(x_min=30, y_min=0, x_max=100, y_max=60)
-    _, out, lab, _ = build_transform(70, backend="albumentations", custom=crop, min_visibility=0.5)(
-        image, boxes, labels, crowd
-    )
+    _, out, lab, _ = build_detection_transform(
+        70, backend="albumentations", custom=crop, min_visibility=0.5
+    )(image, boxes, labels, crowd)
     # Box 0 (10..40) keeps 10/30 of its width: dropped at min_visibility 0.5; box 2 leaves entirely.
     assert lab.tolist() == [1]
     assert out.tolist() == [[40.0, 20.0, 70.0, 60.0]]
@@ -235,7 +244,7 @@ def test_crop_clips_boxes_and_drops_hidden_ones():
 @pytest.mark.parametrize("preset", ["none", "light", "default", "strong"])
 def test_presets_keep_boxes_valid(backend, preset):
     image, boxes, labels, crowd = _sample()
-    transform = build_transform(64, preset=preset, backend=backend, min_box_size=1.0)
+    transform = build_detection_transform(64, preset=preset, backend=backend, min_box_size=1.0)
     for _ in range(5):
         img, out, lab, cr = transform(image, boxes, labels, crowd)
         assert img.shape == (3, 64, 64)
@@ -247,9 +256,9 @@ def test_presets_keep_boxes_valid(backend, preset):
 
 def test_bad_preset_and_backend_names():
     with pytest.raises(ValueError, match="augmentation_preset must be one of"):
-        build_transform(64, preset="heavy")
+        build_detection_transform(64, preset="heavy")
     with pytest.raises(ValueError, match="transform_backend must be one of"):
-        build_transform(64, backend="kornia")
+        build_detection_transform(64, backend="kornia")
 
 
 def test_torchvision_backend_datamodule_and_crowd_targets(tmp_path):
@@ -280,8 +289,7 @@ def _ddp_trainer(model, rank=0):
 
 
 def test_ddp_evaluation_gives_each_image_to_one_rank(shapes_root):
-    from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
-
+    from autotimm_core.distributed import UnpaddedDistributedSampler
     from autotimm_detection import ObjectDetector
 
     model = ObjectDetector("test_resnet", num_classes=3, pretrained=False, fpn_channels=32)
@@ -291,9 +299,9 @@ def test_ddp_evaluation_gives_each_image_to_one_rank(shapes_root):
         dm.setup("fit")
         dm.trainer = _ddp_trainer(model, rank)
         loader = dm.val_dataloader()
-        assert isinstance(loader.sampler, UnrepeatedDistributedSampler)
+        assert isinstance(loader.sampler, UnpaddedDistributedSampler)
         seen += list(loader.sampler)
-        assert not isinstance(dm.train_dataloader().sampler, UnrepeatedDistributedSampler)
+        assert not isinstance(dm.train_dataloader().sampler, UnpaddedDistributedSampler)
     assert sorted(seen) == list(range(8))
 
 
@@ -302,7 +310,9 @@ class MyMAP(MeanAveragePrecision):
 
 
 def test_ddp_evaluation_keeps_padding_for_a_map_that_cannot_sync_uneven_ranks(shapes_root):
-    from autotimm_core import MetricConfig
+    from types import SimpleNamespace
+
+    from autotimm_core import DataContract, MetricConfig
     from autotimm_detection import ObjectDetector
 
     mine = MetricConfig(
@@ -314,6 +324,78 @@ def test_ddp_evaluation_keeps_padding_for_a_map_that_cannot_sync_uneven_ranks(sh
     dm = DetectionDataModule(shapes_root, image_size=64, batch_size=4, num_workers=0)
     dm.setup("fit")
     dm.trainer = _ddp_trainer(model)
+    assert list(model.unsyncable_eval_metrics()) == ["MyMAP"]
+    DataContract().setup(SimpleNamespace(datamodule=dm), model, "validate")  # as a fit does
+    assert list(dm.eval_sync_blockers) == ["MyMAP"]
     with pytest.warns(UserWarning, match=r"MyMAP cannot sync DDP ranks.*COCOMeanAveragePrecision"):
         loader = dm.val_dataloader()
     assert loader.sampler.__class__.__name__ == "SequentialSampler"  # Lightning pads it later
+
+
+def test_datamodule_defaults_follow_the_common_arguments(shapes_root):
+    dm = DetectionDataModule(shapes_root, num_workers=0)
+    assert dm.image_size == 640 and dm.batch_size == 16
+    assert dm.transform_backend == "torchvision" and dm.persistent_workers is False
+    assert dm.data_config.resize_mode == "letterbox" and dm.data_config.explicit == frozenset()
+    with pytest.raises(ValueError, match="image_size must be a positive int"):
+        DetectionDataModule(shapes_root, image_size=0)
+    with pytest.raises(ValueError, match="interpolation must be one of"):
+        DetectionDataModule(shapes_root, interpolation="lanczos")
+
+
+def test_a_new_data_config_reaches_the_datasets_already_set_up(shapes_root):
+    dm = DetectionDataModule(shapes_root, batch_size=2, num_workers=0)
+    dm.setup("fit")
+    assert dm.datasets["val"][0][0].shape == (3, 640, 640)
+    dm.data_config = dm.data_config.with_values(image_size=96)  # what DataContract does
+    for split in ("train", "val"):
+        image, target = dm.datasets[split][1]
+        assert image.shape == (3, 96, 96)
+        # 128x96 images letterboxed to 96: 0.75 px per original pixel, boxes inside the canvas.
+        assert target["scale"].tolist() == [0.75, 0.75]
+        assert (target["boxes"] <= 96).all()
+    images, _ = next(iter(dm.val_dataloader()))
+    assert images.shape == (2, 3, 96, 96)
+
+
+def test_mean_std_normalize_on_the_device_or_in_the_workers(shapes_root):
+    kw = {"image_size": 64, "batch_size": 2, "num_workers": 0, "mean": (0.5,) * 3}
+    dm = DetectionDataModule(shapes_root, std=(0.25,) * 3, **kw)
+    dm.setup("validate")
+    images, targets = next(iter(dm.val_dataloader()))
+    assert images.dtype == torch.uint8
+    out, same_targets = dm.on_after_batch_transfer((images, targets), 0)
+    torch.testing.assert_close(out, (images.float() / 255 - 0.5) / 0.25)
+    assert same_targets is targets
+    in_workers = DetectionDataModule(shapes_root, std=(0.25,) * 3, normalize_on_device=False, **kw)
+    in_workers.setup("validate")
+    floats, _ = next(iter(in_workers.val_dataloader()))
+    torch.testing.assert_close(floats, out)
+    assert in_workers.on_after_batch_transfer((floats, targets), 0)[0] is floats
+
+
+def test_interpolation_drives_the_letterbox_resize(shapes_root):
+    dm = DetectionDataModule(shapes_root, image_size=200, interpolation="nearest", num_workers=0)
+    dm.setup("validate")
+    image = dm.datasets["val"][0][0]
+    original = torch.from_numpy(np.array(Image.open(shapes_root / "val2017/00000.png")))
+    colours = {tuple(p) for p in original.reshape(-1, 3).tolist()} | {(114, 114, 114)}
+    # Nearest-neighbour upscaling copies pixels: no colour that the image does not have.
+    assert {tuple(p) for p in image.permute(1, 2, 0).reshape(-1, 3).tolist()} <= colours
+    bicubic = DetectionDataModule(shapes_root, image_size=200, num_workers=0)
+    bicubic.setup("validate")
+    smooth = bicubic.datasets["val"][0][0]
+    assert not {tuple(p) for p in smooth.permute(1, 2, 0).reshape(-1, 3).tolist()} <= colours
+
+
+def test_albumentations_backend_names_its_extra_and_predict_needs_none(shapes_root, monkeypatch):
+    from autotimm_detection import ObjectDetector
+
+    monkeypatch.setitem(sys.modules, "albumentations", None)  # as if not installed
+    with pytest.raises(ImportError, match=r'pip install "?autotimm-detection\[albumentations\]'):
+        DetectionDataModule(shapes_root, transform_backend="albumentations")
+    model = ObjectDetector(
+        "test_resnet", num_classes=3, pretrained=False, image_size=64, fpn_channels=32
+    )
+    (pred,) = model.predict(str(shapes_root / "val2017/00000.png"))
+    assert set(pred) == {"boxes", "scores", "labels", "label_names"}

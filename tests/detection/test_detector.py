@@ -42,11 +42,65 @@ def test_backbones_give_five_levels(name, size, strides_ok):
 
 
 def test_plain_vit_gets_a_simple_pyramid_and_fixed_size_models_follow_the_data(shapes_root):
-    model = ObjectDetector("test_vit", num_classes=3, **SMALL)
+    # A fixed-size backbone is built once, for the model's image_size (issue 13: the data no
+    # longer rebuilds it); the data module then gets that size.
+    model = ObjectDetector("test_vit", num_classes=3, image_size=64, **SMALL)
     assert model.adapter.simple is not None
-    dm = DetectionDataModule(shapes_root, image_size=64, batch_size=4, num_workers=0)
+    dm = DetectionDataModule(shapes_root, batch_size=4, num_workers=0)
     _trainer(fast_dev_run=1).fit(model, datamodule=dm)
     assert model.hparams.image_size == 64 and model.image_size == 64
+    assert dm.image_size == 64 and dm.datasets["train"][0][0].shape == (3, 64, 64)
+
+
+def test_fixed_size_backbone_and_data_of_another_size_is_an_error_naming_both(shapes_root):
+    model = ObjectDetector("test_vit", num_classes=3, **SMALL)
+    assert model.image_size == 640  # the detection default, not the backbone's 224
+    dm = DetectionDataModule(shapes_root, image_size=64, batch_size=4, num_workers=0)
+    with pytest.raises(
+        ValueError,
+        match=r"ObjectDetector has image_size=640 but DetectionDataModule has image_size=64",
+    ):
+        _trainer(fast_dev_run=1).fit(model, datamodule=dm)
+
+
+def test_cnn_detector_follows_the_data_size_and_predict_uses_it(shapes_root, tmp_path):
+    model = ObjectDetector("test_resnet", num_classes=3, score_thresh=0.0, **SMALL)
+    assert model.image_size == 640 and model.data_config.resize_mode == "letterbox"
+    dm = DetectionDataModule(shapes_root, image_size=96, batch_size=4, num_workers=0)
+    trainer = _trainer(fast_dev_run=1, default_root_dir=tmp_path)
+    trainer.fit(model, datamodule=dm)
+    assert model.image_size == 96 and model.hparams.data_config["image_size"] == 96
+    seen = []
+    model.register_forward_pre_hook(lambda m, args: seen.append(tuple(args[0].shape)))
+    model.predict(str(shapes_root / "val2017" / "00001.png"))
+    assert seen == [(1, 3, 96, 96)]
+    ckpt = tmp_path / "m.ckpt"
+    trainer.save_checkpoint(ckpt)
+    assert ObjectDetector.load_from_checkpoint(ckpt).image_size == 96
+
+
+def test_forward_takes_uint8_or_normalized_images():
+    model = ObjectDetector("test_resnet", num_classes=2, image_size=64, **SMALL).eval()
+    images = torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8)
+    normalized = model.prepare_images(images)
+    assert normalized.dtype == torch.float32 and abs(float(normalized.mean())) < 1.0
+    with torch.no_grad():
+        a, b = model(images), model(normalized)
+    torch.testing.assert_close(a["cls_logits"], b["cls_logits"])
+
+
+def test_detector_lr_default_and_baseline_arguments_through_kwargs():
+    model = ObjectDetector("test_resnet", num_classes=2, **SMALL)
+    assert model.lr == 1e-4
+    model = ObjectDetector(
+        "test_resnet", num_classes=2, lr=3e-3, optimizer="sgd", weight_decay=0.0, **SMALL
+    )
+    assert model.lr == 3e-3 and model.hparams.lr == 3e-3 and model.optimizer_name == "sgd"
+
+
+def test_data_config_with_another_resize_mode_is_refused():
+    with pytest.raises(ValueError, match=r"resize_mode must be 'letterbox' for detection"):
+        ObjectDetector("test_resnet", num_classes=2, data_config={"resize_mode": "crop"}, **SMALL)
 
 
 def test_num_classes_is_required():

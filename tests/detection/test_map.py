@@ -13,7 +13,7 @@ from pycocotools.cocoeval import COCOeval
 
 from autotimm_core import MetricConfig
 from autotimm_detection import ObjectDetector
-from autotimm_detection.data import build_transform, load_coco
+from autotimm_detection.data import build_detection_transform, load_coco
 from autotimm_detection.data.coco import CocoDetection
 from autotimm_detection.metrics import COCO_IOU_THRESHOLDS, COCOMeanAveragePrecision
 
@@ -107,11 +107,11 @@ def _our_inputs(ann_file, dets):
     detector's output format (xyxy, contiguous labels)."""
     coco = load_coco(ann_file, ann_file.parent / "img")
     cat_to_label = {c["id"]: i for i, c in enumerate(coco.categories)}
-    ds = CocoDetection(coco, build_transform(64, train=False), cat_to_label, 64)
+    ds = CocoDetection(coco, build_detection_transform(64, train=False), cat_to_label, 64)
     preds, targets = [], []
     for rec in ds.records:
         # _item without reading the (empty) file: the targets' original fields don't depend on it.
-        _, t = ds._item(rec, np.zeros((rec.height, rec.width, 3), np.uint8))
+        _, t = ds._item(rec, torch.zeros(3, rec.height, rec.width, dtype=torch.uint8))
         targets.append(t)
         mine = [d for d in dets if d["image_id"] == rec.image_id]
         boxes = torch.tensor([d["bbox"] for d in mine], dtype=torch.float64).reshape(-1, 4)

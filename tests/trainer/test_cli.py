@@ -107,15 +107,23 @@ def test_tasks_from_entry_points_are_selectable_by_class_name(tmp_path, monkeypa
     assert type(run.model) is TinyModel and run.trainer.current_epoch == 1
 
 
-def test_trainer_package_never_imports_task_packages():
-    src = ROOT / "packages" / "trainer" / "src"
-    offending = [
-        f"{p}:{n}"
-        for p in src.rglob("*.py")
-        for n, line in enumerate(p.read_text().splitlines(), 1)
-        if re.match(r"\s*(from|import)\s+autotimm_(classification|detection)\b", line)
+def test_installed_tasks_are_listed_and_looked_up_by_class_name(monkeypatch):
+    eps = [
+        EntryPoint("TinyModel", "trainer_helpers:TinyModel", cli.ENTRY_POINT_GROUP),
+        EntryPoint("TinyData", "trainer_helpers:TinyData", cli.ENTRY_POINT_GROUP),
+        EntryPoint("Broken", "no_such_module_xyz:Thing", cli.ENTRY_POINT_GROUP),
     ]
-    assert offending == []
+    monkeypatch.setattr(cli, "entry_points", lambda group: [e for e in eps if e.group == group])
+    monkeypatch.setattr(cli, "_TASKS", None)  # nothing loaded yet: list_tasks loads
+    with pytest.warns(UserWarning, match="could not load Broken"):
+        assert cli.list_tasks() == ["TinyData", "TinyModel"]
+    assert cli.list_tasks("*Model") == ["TinyModel"]
+    assert cli.get_task("TinyModel") is TinyModel
+    with pytest.raises(ValueError, match=r"Unknown task 'TinyModle'\. Did you mean: TinyModel"):
+        cli.get_task("TinyModle")
+    # a load of another group leaves the installed tasks alone
+    assert cli.load_tasks("no.such.group") == {}
+    assert cli.list_tasks() == ["TinyData", "TinyModel"]
 
 
 @pytest.mark.parametrize(

@@ -53,7 +53,7 @@ def test_defaults_follow_the_spec():
         "logger": False,
         "tuner_config": None,
         "checkpoint_monitor": None,
-        "checkpoint_mode": "max",
+        "checkpoint_mode": None,  # follows the monitored name
         "callbacks": None,
         "default_root_dir": ".",
         "gradient_clip_val": None,
@@ -109,6 +109,22 @@ def test_best_and_last_checkpoints_in_fresh_versioned_folders(tmp_path, autotimm
     assert str(first) in summary[0] and "val/accuracy=" in summary[0]
 
 
+class TrackValLoss(Callback):
+    def __init__(self):
+        self.losses = []
+
+    def on_validation_end(self, trainer, pl_module):
+        if not trainer.sanity_checking:
+            self.losses.append(float(trainer.callback_metrics["val/loss"]))
+
+
+class ShakyModel(TinyModel):
+    """A learning rate high enough that val/loss goes up and down over the epochs."""
+
+    def __init__(self):
+        super().__init__(lr=3.0)
+
+
 def test_min_mode_keeps_the_lowest(tmp_path):
     trainer = AutoTrainer(
         max_epochs=3,
@@ -117,17 +133,48 @@ def test_min_mode_keeps_the_lowest(tmp_path):
         default_root_dir=tmp_path,
         **QUIET,
     )
-
-    class Track(Callback):
-        losses = []
-
-        def on_validation_end(self, trainer, pl_module):
-            if not trainer.sanity_checking:
-                self.losses.append(float(trainer.callback_metrics["val/loss"]))
-
-    trainer.callbacks.append(Track())
+    track = TrackValLoss()
+    trainer.callbacks.append(track)
     trainer.fit(TinyModel(), datamodule=TinyData())
-    assert trainer.best_model_score == pytest.approx(min(Track.losses), abs=1e-4)
+    assert trainer.best_model_score == pytest.approx(min(track.losses), abs=1e-4)
+
+
+def test_checkpoint_mode_follows_the_monitored_name(tmp_path, autotimm_log):
+    # No checkpoint_mode: "val/loss" is a loss, so the lowest value is kept (not the worst).
+    track = TrackValLoss()
+    trainer = AutoTrainer(
+        max_epochs=4,
+        checkpoint_monitor="val/loss",
+        callbacks=[track],
+        default_root_dir=tmp_path,
+        **QUIET,
+    )
+    assert trainer.checkpoint_mode == "min"
+    trainer.fit(ShakyModel(), datamodule=TinyData())
+    assert min(track.losses) != max(track.losses)
+    assert trainer.best_model_score == pytest.approx(min(track.losses), abs=1e-4)
+    summary = next(r.message for r in autotimm_log.records if r.message.startswith("AutoTrainer:"))
+    assert "val/loss=" in summary and "mode=min from the name" in summary
+    # ... and an accuracy is kept at its highest.
+    assert AutoTrainer(checkpoint_monitor="val/accuracy", **QUIET).checkpoint_mode == "max"
+    assert AutoTrainer(checkpoint_monitor="val/error_rate", **QUIET).checkpoint_mode == "min"
+
+
+def test_an_explicit_checkpoint_mode_wins(tmp_path, autotimm_log):
+    track = TrackValLoss()
+    trainer = AutoTrainer(
+        max_epochs=4,
+        checkpoint_monitor="val/loss",
+        checkpoint_mode="max",
+        callbacks=[track],
+        default_root_dir=tmp_path,
+        **QUIET,
+    )
+    trainer.fit(ShakyModel(), datamodule=TinyData())
+    assert trainer.checkpoint_mode == "max"
+    assert trainer.best_model_score == pytest.approx(max(track.losses), abs=1e-4)
+    summary = next(r.message for r in autotimm_log.records if r.message.startswith("AutoTrainer:"))
+    assert "mode=max)" in summary and "from the name" not in summary
 
 
 def test_without_monitor_the_last_epoch_is_saved(tmp_path):
@@ -152,6 +199,7 @@ def test_enable_checkpointing_false_writes_nothing(tmp_path):
     ("kwargs", "match"),
     [
         ({"checkpoint_mode": "maximum"}, r"checkpoint_mode must be 'max' or 'min', got 'maximum'"),
+        ({"checkpoint_mode": "Min"}, r"checkpoint_mode must be 'max' or 'min', got 'Min'"),
         ({"precision": "fp17"}, r"precision='fp17'.*bf16-mixed"),
         ({"checkpoint_monitor": "val/loss", "enable_checkpointing": False}, "enable_checkpointing"),
     ],

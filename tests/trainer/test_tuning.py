@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 from pytorch_lightning.callbacks import Callback
+from pytorch_lightning.utilities.memory import is_oom_error
 from trainer_helpers import TinyData, TinyImages, TinyModel, TinyTimmTask
 
+import autotimm_trainer.memory as memory
 import autotimm_trainer.tuning as tuning
 from autotimm_trainer import AutoTrainer, TunerConfig
 
@@ -183,8 +185,8 @@ def test_cpu_batch_size_search_is_bounded_by_host_memory(tmp_path, monkeypatch):
         in_step = state["calls"] % 2 == 0  # calls alternate: step start, before backward
         return 10 * 2**20 + (data.batch_size * 2**20 if in_step else 0)
 
-    monkeypatch.setattr(tuning, "_process_rss", fake_rss)
-    monkeypatch.setattr(tuning, "_available_memory", lambda: 100 * 2**20)
+    monkeypatch.setattr(memory, "_process_rss", fake_rss)
+    monkeypatch.setattr(memory, "_available_memory", lambda: 100 * 2**20)
     trainer = AutoTrainer(
         default_root_dir=tmp_path,
         tuner_config=TunerConfig(
@@ -199,16 +201,32 @@ def test_cpu_batch_size_search_is_bounded_by_host_memory(tmp_path, monkeypatch):
 def test_guard_measures_and_stops():
     model = TinyModel()
     readings = iter([0, 4096, 0])
-    guard = tuning.HostMemoryGuard(model, rss=lambda: next(readings), available=lambda: 10_000)
+    guard = memory.HostMemoryGuard(rss=lambda: next(readings), available=lambda: 10_000)
+    big = (torch.zeros(8, 8), torch.zeros(8))
     with guard.active():
-        model.on_train_batch_start((torch.zeros(4, 8), torch.zeros(4)), 0)
-        model.on_before_backward(torch.tensor(0.0))
+        guard.step_start((torch.zeros(4, 8), torch.zeros(4)), model)
+        guard.before_backward()
         assert guard.bytes_per_sample == 1024
-        model.on_train_batch_start((torch.zeros(3, 8), torch.zeros(3)), 0)  # 4.6 KB: fits
-        with pytest.raises(RuntimeError, match="DefaultCPUAllocator: can't allocate memory"):
-            model.on_train_batch_start((torch.zeros(8, 8), torch.zeros(8)), 0)
+        guard.step_start((torch.zeros(3, 8), torch.zeros(3)), model)  # 4.6 KB: fits
+        with pytest.raises(RuntimeError, match="DefaultCPUAllocator: can't allocate memory") as err:
+            guard.step_start(big, model)
     assert guard.stopped_at == 8
-    assert "on_train_batch_start" not in model.__dict__  # hooks restored
+    assert "stopped the batch size search at 8" in str(err.value)
+    # What makes Lightning's batch-size finder back off instead of failing the run.
+    assert is_oom_error(err.value)
+    # Outside active() (the learning-rate search) the guard neither measures nor stops.
+    guard.step_start(big, model)
+    guard.before_backward()
+    assert guard.bytes_per_sample == 1024
+    # It sees the steps through the tuning trainer's strategy: the model is never patched.
+    assert not {"on_train_batch_start", "on_before_backward"} & set(model.__dict__)
+
+
+def test_host_oom_error_is_what_lightning_treats_as_out_of_memory():
+    # The finder backs off only on errors is_oom_error() recognises; fails if Lightning changes it.
+    error = memory.host_oom_error("test")
+    assert isinstance(error, RuntimeError) and is_oom_error(error)
+    assert not is_oom_error(RuntimeError("some other failure"))
 
 
 def test_more_than_one_device_tunes_in_one_process_or_refuses(tmp_path, monkeypatch):
@@ -245,3 +263,10 @@ def test_tuning_a_base_task(tmp_path):
     found = trainer.tuning_results["lr"]
     assert found is not None and model.lr == model._lr == pytest.approx(found)
     assert "-val_accuracy=" in Path(trainer.best_model_path).name
+
+
+def test_lr_plot_without_matplotlib_warns_naming_the_extra(tmp_path, monkeypatch):
+    monkeypatch.setattr(tuning, "is_available", lambda name: name != "matplotlib")
+    with pytest.warns(UserWarning, match=r'pip install "autotimm-trainer\[plot\]"'):
+        assert tuning._save_lr_plot(object(), tmp_path, suggest=True) is None
+    assert not (tmp_path / "lr_find.png").exists()

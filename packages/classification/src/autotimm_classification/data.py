@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
-import torch
 from pytorch_lightning.callbacks import Callback
 from torch.utils.data import DataLoader
 
@@ -27,31 +25,13 @@ from autotimm_classification.datasets import (
     scan_split,
     stratified_split,
 )
-from autotimm_classification.image_io import check_image_file
-from autotimm_classification.transforms import (
-    BACKENDS,
-    DEFAULT_CROP_PCT,
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    PRESETS,
-    build_transform,
-    normalize_images,
-)
-from autotimm_core import backbone_data_config
-from autotimm_core.distributed import unpadded_eval_sampler
-from autotimm_core.validation import check_choice
+from autotimm_classification.transforms import build_classification_transform
+from autotimm_core.data import BaseDataModule, check_image_file
 
 Split = ImageFileDataset | ArrayImageDataset
 
 
-def _available_cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
-class ImageDataModule(pl.LightningDataModule):
+class ImageDataModule(BaseDataModule):
     """Image classification data: image folders, or a built-in data set by name.
 
     Folder layout: ``data_dir/train/<class>/<images>``, optionally ``data_dir/val/<class>/...``
@@ -63,6 +43,11 @@ class ImageDataModule(pl.LightningDataModule):
     last: by default after the batch reaches the model's device (``normalize_on_device``), so
     that the workers hand over, and the GPU copy moves, a quarter of the bytes.
 
+    How images are sized and normalized is :attr:`data_config`: this module's own arguments,
+    merged with the model's ``data_config`` when a fit, validation, test or prediction starts
+    (``autotimm_core.DataContract``): what is left unset here follows the model (its backbone's
+    pretrained config); a value set differently here and on the model is an error naming both.
+
     Unreadable files never stop a run: ``verify=True`` finds empty, unknown and truncated files
     at ``setup`` from their headers and ends, and any that still fail to decode are skipped with
     a warning naming them, plus a count at the end of the epoch.
@@ -73,87 +58,53 @@ class ImageDataModule(pl.LightningDataModule):
         dataset_name: a built-in data set instead of folders: ``"CIFAR10"``, ``"CIFAR100"``,
             ``"MNIST"``, ``"FashionMNIST"`` (downloaded by torchvision; grey ones become RGB) or
             ``"digits"`` (scikit-learn's handwritten digits, offline). Any case. Default None.
-        image_size: side of the square images the model gets. Default 224.
-        batch_size: images per batch. Default 32.
-        num_workers: DataLoader worker processes, capped at the CPUs this process may use.
-            Default 4.
         val_split: fraction of the training split used for validation when there is no
             ``val/`` folder (or for the built-in sets); 0 disables validation. Default 0.1.
-        augmentation_preset: training augmentation: ``"none"``, ``"light"``, ``"default"``
-            (random-resized crop + flip) or ``"strong"`` (adds TrivialAugment-style ops and
-            random erasing). Default ``"default"``.
-        transform_backend: ``"torchvision"`` (transforms.v2) or ``"albumentations"``.
-            Default ``"torchvision"``.
-        mean: normalization mean; None takes the attached model's backbone pretrained config,
-            else ImageNet's. Default None.
-        std: normalization standard deviation; None as for ``mean``. Default None.
-        interpolation: resize interpolation (``"bilinear"``, ``"bicubic"``, ``"nearest"``); None
-            takes the backbone's, else bilinear. Default None.
-        normalize_on_device: True: the loaders yield uint8 image batches, converted to float
-            and normalized in ``on_after_batch_transfer`` once on the device (as timm's
-            prefetcher does); a Trainer runs that hook in fit, validate, test and predict, and
-            a loop of your own calls ``data.normalize(images)``. False: the workers normalize
-            and the loaders yield float batches. Default True.
-        pin_memory: pin batches for faster host-to-GPU copies; None: when CUDA is available.
-        persistent_workers: keep workers between epochs; None: when ``num_workers > 0``.
         seed: seed of the validation split. Default 42.
         verify: check every image file's header and end at ``setup`` and leave broken ones
             out, with one warning listing them. Default False.
         download: let ``prepare_data`` download a torchvision data set. Default True.
+        **kwargs: the arguments every data module takes (see
+            :class:`~autotimm_core.data.BaseDataModule`): ``image_size`` (default None: the
+            model's, i.e. its backbone's pretrained input size, else 224), ``batch_size``
+            (default 32), ``num_workers`` (4, capped at the CPUs), ``augmentation_preset``
+            (``"none"``, ``"light"``, ``"default"``: random-resized crop + flip, ``"strong"``:
+            adds TrivialAugment-style ops and random erasing; see
+            ``build_classification_transform``), ``transform_backend`` (``"torchvision"`` or
+            ``"albumentations"``, the ``autotimm-classification[albumentations]`` extra),
+            ``mean``, ``std``, ``interpolation`` (default None: the model's), ``normalize_on_device``
+            (True), ``pin_memory``, ``persistent_workers``.
 
     Raises:
-        ValueError: an unknown ``dataset_name``, preset or backend, or a bad number (at
-            construction); FileNotFoundError/ValueError for a missing or empty folder or class
-            folder (at ``setup``).
+        ValueError: an unknown ``dataset_name``, preset, backend or interpolation, or a bad
+            number (at construction); FileNotFoundError/ValueError for a missing or empty folder
+            or class folder (at ``setup``).
+        ImportError: ``transform_backend="albumentations"`` without the extra installed.
     """
+
+    resize_mode = "crop"
+    default_image_size = 224
+    distribution = "autotimm-classification"
 
     def __init__(
         self,
         data_dir: str | os.PathLike = "./data",
         dataset_name: str | None = None,
-        image_size: int = 224,
-        batch_size: int = 32,
-        num_workers: int = 4,
         val_split: float = 0.1,
-        augmentation_preset: str = "default",
-        transform_backend: str = "torchvision",
-        mean: Sequence[float] | None = None,
-        std: Sequence[float] | None = None,
-        interpolation: str | None = None,
-        normalize_on_device: bool = True,
-        pin_memory: bool | None = None,
-        persistent_workers: bool | None = None,
         seed: int = 42,
         verify: bool = False,
         download: bool = True,
+        **kwargs: Any,
     ) -> None:
-        super().__init__()
-        self.save_hyperparameters()
+        super().__init__(**kwargs)
         # Checkpoints load with weights_only=True, which refuses Path objects.
         self.hparams["data_dir"] = os.fspath(data_dir)
-        check_choice("augmentation_preset", augmentation_preset, PRESETS)
-        check_choice("transform_backend", transform_backend, BACKENDS)
-        if not 0 <= val_split < 1:
+        if not (isinstance(val_split, (int, float)) and 0 <= val_split < 1):
             raise ValueError(f"val_split must be in [0, 1), got {val_split!r}")
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-        if not isinstance(num_workers, int) or num_workers < 0:
-            raise ValueError(f"num_workers must be an int >= 0, got {num_workers!r}")
         self.data_dir = Path(data_dir)
         self.dataset_key = None if dataset_name is None else resolve_dataset_name(dataset_name)
         self.dataset_name = dataset_name
-        self.image_size = image_size
-        self.batch_size = batch_size  # Lightning's batch-size finder rewrites this attribute
-        self.num_workers = min(num_workers, _available_cpus())
         self.val_split = float(val_split)
-        self.augmentation_preset = augmentation_preset
-        self.transform_backend = transform_backend
-        self.mean, self.std, self.interpolation = mean, std, interpolation
-        self.normalize_on_device = bool(normalize_on_device)
-        self.pin_memory = torch.cuda.is_available() if pin_memory is None else bool(pin_memory)
-        self.persistent_workers = (
-            self.num_workers > 0 if persistent_workers is None else bool(persistent_workers)
-        )
         self.seed = seed
         self.verify = verify
         self.download = download
@@ -161,7 +112,6 @@ class ImageDataModule(pl.LightningDataModule):
         self.train_dataset: Split | None = None
         self.val_dataset: Split | None = None
         self.test_dataset: Split | None = None
-        self.data_config: dict[str, Any] = {}
 
     @property
     def num_classes(self) -> int | None:
@@ -175,15 +125,26 @@ class ImageDataModule(pl.LightningDataModule):
             download_builtin(self.dataset_key, self.data_dir)
 
     def setup(self, stage: str | None = None) -> None:
-        """Read the splits (once) and build the transforms from the attached model's config."""
+        """Read the splits (once) and build their transforms from :attr:`data_config`."""
         if self.class_names is None:
             if self.dataset_key is not None:
                 self._setup_builtin()
             else:
                 self._setup_folders(stage)
-        self.data_config = self._resolve_data_config()
-        train_tf = build_transform(True, preset=self.augmentation_preset, **self._tf_kwargs())
-        eval_tf = build_transform(False, **self._tf_kwargs())
+        self._build_transforms()
+        self._attach_skip_report()
+
+    def on_data_config_change(self) -> None:
+        """The model's config arrived (``DataContract``): rebuild the transforms with it."""
+        self._build_transforms()
+
+    def _build_transforms(self) -> None:
+        cfg = self.data_config
+        common = {"backend": self.transform_backend, "normalize": not self.normalize_on_device}
+        train_tf = build_classification_transform(
+            True, cfg, preset=self.augmentation_preset, **common
+        )
+        eval_tf = build_classification_transform(False, cfg, **common)
         for ds, tf in (
             (self.train_dataset, train_tf),
             (self.val_dataset, eval_tf),
@@ -191,60 +152,6 @@ class ImageDataModule(pl.LightningDataModule):
         ):
             if ds is not None:
                 ds.transform = tf
-        self._attach_skip_report()
-
-    def _tf_kwargs(self) -> dict[str, Any]:
-        cfg = self.data_config
-        return {
-            "image_size": cfg["image_size"],
-            "backend": self.transform_backend,
-            "mean": cfg["mean"],
-            "std": cfg["std"],
-            "interpolation": cfg["interpolation"],
-            "crop_pct": cfg["crop_pct"],
-            "normalize": not self.normalize_on_device,
-        }
-
-    # ------------------------------------------------------------------ normalization
-    def normalize(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 images from these loaders to normalized float32, on their own device.
-
-        Uses the mean and std resolved at ``setup`` (the backbone's, else ImageNet's); float
-        images are returned unchanged.
-        """
-        if not self.data_config:
-            raise RuntimeError("ImageDataModule.normalize needs setup() first (it fixes mean/std)")
-        return normalize_images(images, self.data_config["mean"], self.data_config["std"])
-
-    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """Normalize the uint8 images of a batch on its device (``normalize_on_device``)."""
-        if (
-            self.normalize_on_device
-            and isinstance(batch, (list, tuple))
-            and batch
-            and isinstance(batch[0], torch.Tensor)
-            and batch[0].dtype == torch.uint8
-        ):
-            return type(batch)([self.normalize(batch[0]), *batch[1:]])
-        return batch
-
-    def _resolve_data_config(self) -> dict[str, Any]:
-        # The attached model's pretrained config says how its backbone expects input.
-        model_cfg: dict[str, Any] = {}
-        module = self.trainer.lightning_module if self.trainer is not None else None
-        backbone = getattr(module, "backbone", None)
-        if backbone is not None:
-            model_cfg = backbone_data_config(backbone)
-        interpolation = self.interpolation or model_cfg.get("interpolation") or "bilinear"
-        if interpolation not in ("nearest", "bilinear", "bicubic"):
-            interpolation = "bicubic"  # timm's other names ("random", "lanczos"...)
-        return {
-            "image_size": self.image_size,
-            "mean": [float(v) for v in (self.mean or model_cfg.get("mean") or IMAGENET_MEAN)],
-            "std": [float(v) for v in (self.std or model_cfg.get("std") or IMAGENET_STD)],
-            "interpolation": interpolation,
-            "crop_pct": float(model_cfg.get("crop_pct") or DEFAULT_CROP_PCT),
-        }
 
     def _setup_builtin(self) -> None:
         train, classes = load_builtin(self.dataset_key, self.data_dir, "train")
@@ -306,19 +213,8 @@ class ImageDataModule(pl.LightningDataModule):
     def _loader(self, dataset: Split | None, train: bool) -> DataLoader:
         if dataset is None:
             raise RuntimeError("This split is not available: call setup() first, or add its folder")
-        sampler = None if train else unpadded_eval_sampler(self.trainer, dataset)
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size,
-            shuffle=train,
-            sampler=sampler,
-            # A last batch of one image breaks BatchNorm in training.
-            drop_last=train and len(dataset) > self.batch_size,
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
-            persistent_workers=self.persistent_workers and self.num_workers > 0,
-            collate_fn=collate_skip_broken,
-        )
+        # collate_skip_broken drops the items of unreadable files (None) from each batch.
+        return self.make_loader(dataset, train, collate_fn=collate_skip_broken)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_dataset, train=True)

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, default_collate, get_worker_info
 
-from autotimm_classification.image_io import is_image_file, read_image_rgb
+from autotimm_core.data import is_image_file, read_image_rgb
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
 

@@ -2,27 +2,36 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
-from PIL import Image
-from torchvision.transforms.v2 import functional as TF
 
-from autotimm_classification.image_io import read_image_rgb
-from autotimm_classification.transforms import DEFAULT_CROP_PCT, build_transform
-from autotimm_core import (
-    BaseTask,
-    LoggingConfig,
-    MetricConfig,
-    backbone_data_config,
-    create_backbone,
-)
+from autotimm_classification.transforms import build_classification_transform
+from autotimm_core import BaseTask, MetricConfig, create_backbone
+from autotimm_core.data import DataConfig, ImageInput, read_image
 
-ImageInput = str | os.PathLike | Image.Image | torch.Tensor | np.ndarray
+
+def _input_size_rule(backbone: nn.Module) -> tuple[int | None, bool]:
+    """The side a timm backbone was built for (None: unknown or not square), and whether an
+    input of another side breaks it.
+
+    timm's ``PatchEmbed`` (ViT, Swin, DeiT, EVA...) records the size it was built at
+    (``img_size``, which ``backbone_kwargs={"img_size": ...}`` changes) and refuses other sizes
+    when ``strict_img_size`` is set and the model is not built with ``dynamic_img_size=True``.
+    Models without one (CNNs) take any size; the pretrained cfg's ``fixed_input_size`` is the
+    fallback for the rest.
+    """
+    embed = getattr(backbone, "patch_embed", None)
+    size = getattr(embed, "img_size", None)
+    if size is not None:
+        side = int(size[-1]) if len(set(size)) == 1 else None
+        strict = bool(getattr(embed, "strict_img_size", False))
+        return side, strict and not getattr(backbone, "dynamic_img_size", False)
+    cfg = getattr(backbone, "pretrained_cfg", None) or {}
+    return None, bool(cfg.get("fixed_input_size", False))
 
 
 class ImageClassifier(BaseTask):
@@ -36,17 +45,6 @@ class ImageClassifier(BaseTask):
             ``"vit_small_patch16_224"``, ``"hf-hub:org/repo"``. Default ``"resnet50"``.
         num_classes: number of classes (labels, with ``multi_label``). Required.
         pretrained: start from timm's pretrained weights (downloaded once). Default True.
-        metrics: MetricConfigs (or dicts) to track; ``task`` and ``num_classes``/``num_labels``
-            are filled in. Default None: accuracy on val and test.
-        logging_config: extra values to log (learning rate, gradient norm). Default None.
-        optimizer: optimizer name from ``list_optimizers()``. Default ``"adamw"``.
-        lr: learning rate. Default 1e-3.
-        weight_decay: weight decay (not on biases and norms). Default 1e-4.
-        optimizer_kwargs: further optimizer arguments. Default None.
-        scheduler: scheduler name from ``list_schedulers()``, or None. Default ``"cosine"``.
-        scheduler_kwargs: scheduler arguments. Default None.
-        freeze_backbone: train only the classifier head (a linear probe); the rest keeps its
-            weights and BatchNorm statistics. Default False.
         head_dropout: dropout rate before the classifier (timm's ``drop_rate``). Default 0.0.
         label_smoothing: label smoothing for the loss (targets move towards uniform for
             cross-entropy, towards 0.5 for multi-label BCE). Default 0.0.
@@ -56,15 +54,29 @@ class ImageClassifier(BaseTask):
             (e.g. ``{"mode": "max-autotune"}``). Default False.
         backbone_kwargs: further ``timm.create_model`` arguments (``img_size``,
             ``drop_path_rate``...). Default None.
-        class_names: label names used by ``predict``; filled from the datamodule at ``fit`` when
-            None. Default None.
-        data_config: ``image_size``, ``mean``, ``std``, ``interpolation`` and ``crop_pct`` that
-            ``predict`` prepares images with; filled from the datamodule at ``fit`` when None,
-            else taken from the backbone's pretrained config. Default None.
+        class_names: label names used by ``predict``; taken from the data module when a fit
+            (or evaluation) starts if None. Default None.
+        image_size: side of the square input. A backbone built for one size (a ViT or Swin
+            without ``dynamic_img_size``) is resized to it (timm's ``set_input_size``), and a
+            data module with another ``image_size`` is then an error. Default None: the size the
+            backbone was built at, else its pretrained input size (the data module's if it sets
+            one and the backbone takes any size).
+        data_config: how images are prepared (``image_size``, ``mean``, ``std``,
+            ``interpolation``, ``crop_pct``): a ``DataConfig``, or a dict of the values to set.
+            What it leaves unset comes from the backbone's pretrained config, or from the data
+            module at ``fit``; ``predict`` uses the result, which checkpoints store. Default None.
+        **kwargs: BaseTask's arguments: ``metrics`` (MetricConfigs or dicts; ``task`` and
+            ``num_classes``/``num_labels`` are filled in; default None: accuracy on val and
+            test), ``logging_config``, ``optimizer`` (default ``"adamw"``), ``lr`` (default
+            1e-3), ``weight_decay`` (default 1e-4), ``optimizer_kwargs``, ``scheduler`` (default
+            ``"cosine"``), ``scheduler_kwargs``, ``freeze_backbone`` (train only the classifier
+            head, a linear probe; the rest keeps its weights and BatchNorm statistics; default
+            False) (see BaseTask).
 
     Raises:
-        ValueError: an unknown backbone, optimizer or scheduler (with close matches), or a bad
-            ``num_classes``, ``head_dropout`` or ``label_smoothing``.
+        ValueError: an unknown backbone, optimizer or scheduler (with close matches), a bad
+            ``num_classes``, ``head_dropout``, ``label_smoothing`` or ``data_config`` value, or
+            an ``image_size`` that a fixed-size backbone cannot be resized to.
     """
 
     default_metrics = (
@@ -79,22 +91,15 @@ class ImageClassifier(BaseTask):
         backbone: str = "resnet50",
         num_classes: int | None = None,
         pretrained: bool = True,
-        metrics: Sequence[MetricConfig | dict[str, Any]] | None = None,
-        logging_config: LoggingConfig | dict[str, Any] | None = None,
-        optimizer: str = "adamw",
-        lr: float = 1e-3,
-        weight_decay: float = 1e-4,
-        optimizer_kwargs: dict[str, Any] | None = None,
-        scheduler: str | None = "cosine",
-        scheduler_kwargs: dict[str, Any] | None = None,
-        freeze_backbone: bool = False,
         head_dropout: float = 0.0,
         label_smoothing: float = 0.0,
         multi_label: bool = False,
         compile: bool | dict[str, Any] = False,
         backbone_kwargs: dict[str, Any] | None = None,
         class_names: Sequence[str] | None = None,
-        data_config: dict[str, Any] | None = None,
+        image_size: int | None = None,
+        data_config: DataConfig | Mapping[str, Any] | None = None,
+        **kwargs: Any,
     ) -> None:
         if num_classes is None and class_names is not None:
             num_classes = len(class_names)
@@ -109,24 +114,15 @@ class ImageClassifier(BaseTask):
         if not 0.0 <= label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing!r}")
         super().__init__(
-            metrics=metrics,
-            logging_config=logging_config,
-            optimizer=optimizer,
-            lr=lr,
-            weight_decay=weight_decay,
-            optimizer_kwargs=optimizer_kwargs,
-            scheduler=scheduler,
-            scheduler_kwargs=scheduler_kwargs,
-            freeze_backbone=freeze_backbone,
             num_classes=num_classes,
             metric_task="multilabel" if multi_label else "multiclass",
+            **kwargs,
         )
         self.save_task_hyperparameters()
         self.num_classes = num_classes
         self.multi_label = bool(multi_label)
         self.label_smoothing = float(label_smoothing)
         self.class_names = None if class_names is None else [str(c) for c in class_names]
-        self.data_config = None if data_config is None else dict(data_config)
         self.backbone = create_backbone(
             backbone,
             pretrained=pretrained,
@@ -134,16 +130,33 @@ class ImageClassifier(BaseTask):
             drop_rate=head_dropout,
             **(backbone_kwargs or {}),
         )
-        if freeze_backbone:
+        built, fixed = _input_size_rule(self.backbone)
+        cfg = self.init_data_config(
+            image_size, data_config, default_image_size=built, fixed_size=fixed
+        )
+        if fixed and built is not None and cfg.image_size != built:
+            self._resize_backbone(backbone, built, cfg.image_size)
+        if self.freeze_backbone_at_start:
             self.freeze_backbone()
         if compile:
             # In place, so parameter names (and checkpoints) stay those of the plain model.
             self.backbone.compile(**(compile if isinstance(compile, dict) else {}))
 
+    def _resize_backbone(self, name: str, built: int, size: int) -> None:
+        # timm resamples the position embeddings (pretrained ones too) to the new grid.
+        resize = getattr(self.backbone, "set_input_size", None)
+        if resize is None:
+            raise ValueError(
+                f"backbone {name!r} is built for {built}x{built} inputs and cannot be resized to "
+                f"image_size={size}: pass backbone_kwargs={{'img_size': {size}}} instead"
+            )
+        resize(img_size=(size, size))
+
     # ------------------------------------------------------------------ network
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Logits ``(N, num_classes)`` for normalized images ``(N, 3, H, W)``."""
-        return self.backbone(images)
+        """Logits ``(N, num_classes)`` for images ``(N, 3, H, W)``: uint8 (normalized here with
+        :attr:`data_config`'s mean and std) or floats that are normalized already."""
+        return self.backbone(self.prepare_images(images))
 
     def freeze_backbone(self) -> None:
         """Freeze the network except its classifier head (which stays trainable)."""
@@ -204,63 +217,11 @@ class ImageClassifier(BaseTask):
         labels = (probs > 0.5).long() if self.multi_label else probs.argmax(dim=-1)
         return {"probs": probs, "labels": labels}
 
-    # ------------------------------------------------------------------ data from the datamodule
-    def setup(self, stage: str) -> None:
-        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        n = getattr(dm, "num_classes", None)
-        if n is None:
-            return
-        if n != self.num_classes:
-            raise ValueError(
-                f"ImageClassifier has num_classes={self.num_classes} but the data has {n} classes "
-                f"({', '.join(map(str, dm.class_names[:10]))}{'...' if n > 10 else ''}); "
-                f"create the model with num_classes={n}"
-            )
-        # Remembered in the hyperparameters, so predict() on a loaded checkpoint knows them.
-        if self.class_names is None and dm.class_names is not None:
-            self.class_names = list(dm.class_names)
-            self.hparams["class_names"] = self.class_names
-        if stage == "fit" and getattr(dm, "data_config", None):
-            self.data_config = dict(dm.data_config)
-            self.hparams["data_config"] = self.data_config
-
     # ------------------------------------------------------------------ prediction
-    def eval_transform(self) -> Any:
-        """The evaluation transform ``predict`` uses (uint8 ``(3, H, W)`` in, normalized out)."""
-        cfg = dict(self.data_config or {})
-        timm_cfg = backbone_data_config(self.backbone)
-        interpolation = cfg.get("interpolation") or timm_cfg.get("interpolation", "bilinear")
-        return build_transform(
-            False,
-            image_size=int(cfg.get("image_size") or timm_cfg["input_size"][-1]),
-            mean=cfg.get("mean") or timm_cfg["mean"],
-            std=cfg.get("std") or timm_cfg["std"],
-            interpolation=interpolation if interpolation in ("nearest", "bicubic") else "bilinear",
-            crop_pct=float(cfg.get("crop_pct") or timm_cfg.get("crop_pct") or DEFAULT_CROP_PCT),
-        )
-
-    @staticmethod
-    def _as_uint8_rgb(item: ImageInput) -> torch.Tensor:
-        if isinstance(item, (str, os.PathLike)):
-            return read_image_rgb(item)
-        if isinstance(item, Image.Image):
-            return TF.pil_to_tensor(item.convert("RGB"))
-        if isinstance(item, np.ndarray):
-            # numpy images are (H, W) or (H, W, C).
-            item = torch.from_numpy(item)
-            item = item.unsqueeze(0) if item.ndim == 2 else item.permute(2, 0, 1)
-        if isinstance(item, torch.Tensor):
-            img = item.unsqueeze(0) if item.ndim == 2 else item
-            if img.ndim != 3 or img.shape[0] not in (1, 3, 4):
-                raise ValueError(
-                    f"image tensors must be (C, H, W) with C in 1, 3, 4, got {tuple(item.shape)}"
-                )
-            # Float images are taken to be in [0, 1].
-            img = TF.to_dtype(img, torch.uint8, scale=True) if img.dtype != torch.uint8 else img
-            return img.expand(3, -1, -1) if img.shape[0] == 1 else img[:3]
-        raise TypeError(
-            f"predict() takes file paths, PIL images, tensors or numpy arrays, got {type(item).__name__}"
-        )
+    def eval_transform(self, normalize: bool = True) -> Any:
+        """The evaluation transform of :attr:`data_config` (resize, center crop): a uint8
+        ``(3, H, W)`` tensor in, a normalized float one out (uint8 with ``normalize=False``)."""
+        return build_classification_transform(False, self.data_config, normalize=normalize)
 
     @torch.no_grad()
     def predict(
@@ -268,7 +229,9 @@ class ImageClassifier(BaseTask):
     ) -> list[list[dict[str, Any]]]:
         """Top-k labels with their probabilities for each image.
 
-        Images are prepared with the model's own evaluation transform (``eval_transform``).
+        Images are read by ``autotimm_core.data.read_image`` and prepared as :attr:`data_config`
+        says (the evaluation transform, then normalization on the model's device), as in
+        training.
 
         Args:
             images: one image or a list: file paths, PIL images, uint8 or [0, 1] float tensors
@@ -280,9 +243,10 @@ class ImageClassifier(BaseTask):
         Returns:
             One list per image of ``{"label": name, "index": class index, "score": probability}``.
         """
-        if isinstance(images, (str, os.PathLike, Image.Image, torch.Tensor, np.ndarray)):
+        if not isinstance(images, (list, tuple)):
             images = [images]
-        transform = self.eval_transform()
+        # uint8 to the device (a quarter of the bytes); forward normalizes there.
+        transform = self.eval_transform(normalize=False)
         names = self.class_names or [str(i) for i in range(self.num_classes)]
         k = max(1, min(int(top_k), self.num_classes))
         was_training = self.training
@@ -290,9 +254,7 @@ class ImageClassifier(BaseTask):
         results: list[list[dict[str, Any]]] = []
         try:
             for start in range(0, len(images), batch_size):
-                chunk = [
-                    transform(self._as_uint8_rgb(x)) for x in images[start : start + batch_size]
-                ]
+                chunk = [transform(read_image(x)) for x in images[start : start + batch_size]]
                 probs = self.probabilities(self(torch.stack(chunk).to(self.device)))
                 scores, indices = probs.float().topk(k, dim=-1)
                 for s_row, i_row in zip(scores.tolist(), indices.tolist()):

@@ -27,7 +27,19 @@ def require(module: str, pip_name: str | None = None, purpose: str = "") -> Modu
         return importlib.import_module(module)
     except ImportError as err:
         what = f" for {purpose}" if purpose else ""
+        name = pip_name or module
+        # An extra's brackets need quotes in a shell.
+        command = f'pip install "{name}"' if "[" in name else f"pip install {name}"
         raise ImportError(
-            f"The package '{pip_name or module}' is needed{what} but is not installed: "
-            f"pip install {pip_name or module}"
+            f"The package '{name}' is needed{what} but is not installed: {command}"
         ) from err
+
+
+def distribution_version(name: str) -> str:
+    """The installed version of distribution ``name``; ``"0.0.0"`` in a source tree without it."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "0.0.0"

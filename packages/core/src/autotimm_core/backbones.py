@@ -7,7 +7,7 @@ from typing import Any
 import timm
 import torch.nn as nn
 
-from autotimm_core._naming import close_matches
+from autotimm_core.registry import unknown_name_error
 
 #: Prefixes that make timm load a model from outside its registry; such names are passed through.
 _SOURCE_PREFIXES = ("hf-hub:", "hf_hub:", "local-dir:")
@@ -25,16 +25,23 @@ def list_backbones(pattern: str = "*", pretrained_only: bool = False) -> list[st
 
 
 def check_backbone_name(name: str) -> None:
-    """Raise ValueError for a name timm does not know, listing up to five close matches."""
+    """Raise ValueError for a name timm does not know, listing up to five close matches.
+
+    timm's own registry (``timm.is_model`` / ``timm.list_models``) is the source of names; the
+    error has the shape of every AutoTimm registry's (``autotimm_core.registry``). Names with a
+    source prefix (``hf-hub:``, ``local-dir:``) are passed to timm unchecked.
+    """
     if not isinstance(name, str) or not name:
         raise ValueError(f"backbone must be a timm model name (a non-empty string), got {name!r}")
     if name.startswith(_SOURCE_PREFIXES) or timm.is_model(name):
         return
-    near = close_matches(name, timm.list_models())
-    hint = f" Close matches: {', '.join(near)}." if near else ""
-    raise ValueError(
-        f"Unknown backbone '{name}'.{hint} Use autotimm.list_backbones('*pattern*') to search "
-        "the timm model names, or prefix 'hf-hub:' to load from the Hugging Face Hub."
+    raise unknown_name_error(
+        "backbone",
+        name,
+        timm.list_models(),
+        None,  # the hint below says how to search them
+        hint="Use autotimm.list_backbones('*pattern*') to search the timm model names, or prefix "
+        "'hf-hub:' to load from the Hugging Face Hub.",
     )
 
 

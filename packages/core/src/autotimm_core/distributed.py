@@ -2,15 +2,63 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterator, Sized
 
 import pytorch_lightning as pl
-from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
+import torch
+from torch.utils.data import DistributedSampler
+
+from autotimm_core._lightning import uses_distributed_sampler
+
+
+class UnpaddedDistributedSampler(DistributedSampler):
+    """A ``DistributedSampler`` that gives every sample to exactly one rank, without padding.
+
+    Rank ``r`` of ``n`` gets ``indices[r::n]``, so the ranks' shares differ by at most one and
+    together hold each sample once. torch's ``DistributedSampler`` pads (or, with
+    ``drop_last``, trims) the split to a multiple of ``n``, which suits training but makes
+    synced evaluation metrics count the repeated samples twice; Lightning's own unpadded
+    sampler lives in its private ``overrides`` package. Subclassing ``DistributedSampler``
+    keeps what Lightning relies on: it leaves a ``DistributedSampler`` in place under DDP
+    instead of replacing it, and calls its ``set_epoch``.
+
+    Args:
+        dataset: the data set (needs ``len``).
+        num_replicas: number of processes; default: the process group's world size.
+        rank: this process's rank; default: the process group's rank.
+        shuffle: shuffle (with ``seed`` + epoch, the same order on every rank) before
+            splitting. Default False.
+        seed: shuffling seed. Default 0.
+    """
+
+    def __init__(
+        self,
+        dataset: Sized,
+        num_replicas: int | None = None,
+        rank: int | None = None,
+        shuffle: bool = False,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed)
+        self.total_size = len(dataset)
+        self.num_samples = len(range(self.rank, self.total_size, self.num_replicas))
+
+    def __iter__(self) -> Iterator[int]:
+        if self.shuffle:
+            g = torch.Generator()
+            g.manual_seed(self.seed + self.epoch)
+            indices = torch.randperm(self.total_size, generator=g).tolist()
+        else:
+            indices = list(range(self.total_size))
+        return iter(indices[self.rank :: self.num_replicas])
+
+    def __len__(self) -> int:
+        return self.num_samples
 
 
 def unpadded_eval_sampler(
-    trainer: pl.Trainer | None, dataset: Any
-) -> UnrepeatedDistributedSampler | None:
+    trainer: pl.Trainer | None, dataset: Sized
+) -> UnpaddedDistributedSampler | None:
     """Under several processes, a sampler that gives each evaluation sample to exactly one rank.
 
     Lightning would put in a ``DistributedSampler``, which pads the split to a multiple of the
@@ -23,16 +71,15 @@ def unpadded_eval_sampler(
         dataset: the evaluation data set (needs ``len``).
 
     Returns:
-        The sampler, or ``None`` to leave the choice to Lightning: one process, fewer samples
-        than processes, or ``Trainer(use_distributed_sampler=False)``.
+        An :class:`UnpaddedDistributedSampler`, or ``None`` to leave the choice to Lightning:
+        one process, fewer samples than processes, or ``Trainer(use_distributed_sampler=False)``.
     """
     if trainer is None or trainer.world_size < 2:
         return None
-    # Lightning has no public accessor for this Trainer argument.
-    if not getattr(trainer._accelerator_connector, "use_distributed_sampler", True):
+    if not uses_distributed_sampler(trainer):
         return None
     if len(dataset) < trainer.world_size:
         return None
-    return UnrepeatedDistributedSampler(
+    return UnpaddedDistributedSampler(
         dataset, num_replicas=trainer.world_size, rank=trainer.global_rank, shuffle=False
     )

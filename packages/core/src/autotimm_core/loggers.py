@@ -49,7 +49,7 @@ class LoggingConfig:
 
 # backend -> (Lightning class path, import that must work, pip package)
 _BACKENDS: dict[str, tuple[str, str | None, str | None]] = {
-    "tensorboard": ("TensorBoardLogger", "tensorboard", "tensorboard"),
+    "tensorboard": ("TensorBoardLogger", "tensorboard", "autotimm-core[tensorboard]"),
     "csv": ("CSVLogger", None, None),
     "wandb": ("WandbLogger", "wandb", "wandb"),
     "mlflow": ("MLFlowLogger", "mlflow", "mlflow"),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import importlib
 import inspect
 from dataclasses import asdict, dataclass, field
@@ -12,7 +11,7 @@ import torch
 import torch.nn as nn
 import torchmetrics
 
-from autotimm_core._naming import close_matches
+from autotimm_core.registry import Registry
 from autotimm_core.validation import check_choice
 
 STAGES = ("train", "val", "test")
@@ -27,19 +26,32 @@ _TM_NAMESPACES = (
 )
 
 
-@functools.cache
-def _torchmetrics_classes() -> dict[str, type]:
-    found: dict[str, type] = {}
+def _load_torchmetrics(registry: Registry[type]) -> None:
     for ns in _TM_NAMESPACES:
         try:
             mod = importlib.import_module(ns)
         except ImportError:  # an optional sub-package whose extras are missing
             continue
-        for attr in getattr(mod, "__all__", dir(mod)):
+        for attr in mod.__all__:
             obj = getattr(mod, attr, None)
-            if isinstance(obj, type) and issubclass(obj, torchmetrics.Metric):
-                found.setdefault(attr, obj)
-    return found
+            if (
+                isinstance(obj, type)
+                and issubclass(obj, torchmetrics.Metric)
+                and attr not in registry
+            ):
+                registry.register(attr, obj)
+
+
+#: torchmetrics' Metric classes by class name, as torchmetrics spells them (case-sensitive:
+#: the name is the one written in ``MetricConfig.metric_class``); loaded on first look-up.
+TORCHMETRICS_CLASSES: Registry[type] = Registry(
+    "torchmetrics metric_class",
+    None,
+    normalize=str.strip,
+    loader=_load_torchmetrics,
+    hint="Any class of torchmetrics (e.g. Accuracy, F1Score, MeanAveragePrecision) works; for "
+    "your own Metric subclass use backend='custom' with metric_class='package.module.ClassName'.",
+)
 
 
 def resolve_metric_class(backend: str, metric_class: str | type) -> type:
@@ -49,16 +61,7 @@ def resolve_metric_class(backend: str, metric_class: str | type) -> type:
             raise ValueError(f"metric_class {metric_class!r} is not a torchmetrics.Metric subclass")
         return metric_class
     if backend == "torchmetrics":
-        classes = _torchmetrics_classes()
-        if metric_class in classes:
-            return classes[metric_class]
-        near = close_matches(metric_class, classes)
-        hint = f" Close matches: {', '.join(near)}." if near else ""
-        raise ValueError(
-            f"Unknown torchmetrics metric_class '{metric_class}'.{hint} Any class of torchmetrics "
-            "(e.g. Accuracy, F1Score, MeanAveragePrecision) works; for your own Metric subclass "
-            "use backend='custom' with metric_class='package.module.ClassName'."
-        )
+        return TORCHMETRICS_CLASSES.get(metric_class)
     module_name, _, cls_name = metric_class.rpartition(".")
     if not module_name:
         raise ValueError(

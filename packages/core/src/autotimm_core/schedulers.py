@@ -15,7 +15,8 @@ import timm.scheduler as tsched
 import torch
 import torch.optim.lr_scheduler as lrs
 
-from autotimm_core._naming import unknown_name_error
+from autotimm_core.monitor import monitor_mode
+from autotimm_core.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -51,15 +52,18 @@ _RUN_DEFAULTS = {
     "cosinelrscheduler": lambda n, lr: {"t_initial": n},
     "tanhlrscheduler": lambda n, lr: {"t_initial": n},
     "polylrscheduler": lambda n, lr: {"t_initial": n},
-    "steplrscheduler": lambda n, lr: {"decay_t": max(1, n // 3)},
-    "multisteplrscheduler": lambda n, lr: {"decay_t": _milestones(n)},
-    "wsdlrscheduler": lambda n, lr: {"t_initial": n},
+    # timm's step schedulers default to decay_rate=1.0 (no decay at all); 0.1 is torch's gamma.
+    "steplrscheduler": lambda n, lr: {"decay_t": max(1, n // 3), "decay_rate": 0.1},
+    "multisteplrscheduler": lambda n, lr: {"decay_t": _milestones(n), "decay_rate": 0.1},
+    # the decay phase is the last 20% of the run, timm's create_scheduler_v2 default
+    "wsdlrscheduler": lambda n, lr: {"t_initial": n, "decay_t": max(1, round(n * 0.2))},
 }
 
-#: Short names used in the guide and in configs.
+#: Short names used in the guide and in configs, and upstream AutoTimm's spellings.
 ALIASES = {
     "cosine": "cosineannealinglr",
     "cosine_restarts": "cosineannealingwarmrestarts",
+    "cosine_with_restarts": "cosineannealingwarmrestarts",
     "multistep": "multisteplr",
     "step": "steplr",
     "onecycle": "onecyclelr",
@@ -71,65 +75,72 @@ ALIASES = {
 }
 
 # Composite schedulers (they take other schedulers) and callable-based ones are left to users
-# writing their own configure_optimizers: they cannot be named in a config.
+# writing their own configure_optimizers: they cannot be named in a config. timm's
+# PlateauLRScheduler is deprecated in timm and does not save its state in checkpoints (a resumed
+# run restarts its patience): torch's "reducelronplateau" ("plateau") does both.
 _EXCLUDED = {
     "lrscheduler",
-    "_lrscheduler",
     "sequentiallr",
     "chainedscheduler",
     "lambdalr",
     "multiplicativelr",
+    "plateaulrscheduler",
 }
 _STEP_INTERVAL = {"onecyclelr", "cycliclr"}
 
 
-def _build_registry() -> dict[str, SchedulerInfo]:
-    reg: dict[str, SchedulerInfo] = {}
-    for attr in dir(lrs):
-        cls = getattr(lrs, attr)
+def _load_schedulers(registry: Registry[SchedulerInfo]) -> None:
+    # torch's public schedulers, from lr_scheduler.__all__ (the base classes are excluded).
+    for attr in lrs.__all__:
+        cls = getattr(lrs, attr, None)
         key = attr.lower()
         if key in _EXCLUDED or not isinstance(cls, type):
             continue
         if issubclass(cls, (lrs.LRScheduler, lrs.ReduceLROnPlateau)):
-            reg[key] = SchedulerInfo(
+            info = SchedulerInfo(
                 key,
                 cls,
                 "step" if key in _STEP_INTERVAL else "epoch",
                 "torch",
                 needs_metric=cls is lrs.ReduceLROnPlateau,
             )
-    for attr in dir(tsched):
-        cls = getattr(tsched, attr)
-        if isinstance(cls, type) and issubclass(cls, tsched.scheduler.Scheduler):
-            key = attr.lower()
-            reg[key] = SchedulerInfo(key, cls, "epoch", "timm", needs_metric="plateau" in key)
-    return reg
+            registry.register(key, info)
+    # timm's schedulers are the subclasses of its base Scheduler defined in timm.scheduler
+    # (timm.scheduler has no __all__); a user's own subclass elsewhere is not picked up.
+    for cls in tsched.scheduler.Scheduler.__subclasses__():
+        key = cls.__name__.lower()
+        if cls.__module__.startswith("timm.scheduler.") and key not in _EXCLUDED:
+            info = SchedulerInfo(key, cls, "epoch", "timm")
+            registry.register(key, info)
+    for alias, name in ALIASES.items():
+        registry.add_alias(alias, name)
 
 
-_REGISTRY = _build_registry()
+#: Every scheduler that can be named, with the aliases of ``ALIASES`` (case-insensitive).
+SCHEDULERS: Registry[SchedulerInfo] = Registry(
+    "scheduler", "autotimm.list_schedulers", loader=_load_schedulers
+)
 
 
 def list_schedulers() -> dict[str, list[str]]:
-    """Scheduler names by source: ``{"torch": [...], "timm": [...]}``, lower-case.
+    """Scheduler names by source: ``{"torch": [...], "timm": [...]}``, lower-case, sorted.
 
-    Aliases accepted everywhere a name is: ``cosine``, ``cosine_restarts``, ``multistep``,
-    ``step``, ``onecycle``, ``plateau``, ``exponential``, ``linear``, ``poly``, ``cyclic``.
+    Each list holds the class names (``"cosineannealinglr"``) and the aliases that resolve to
+    one of them: ``cosine``, ``cosine_restarts`` / ``cosine_with_restarts``, ``multistep``,
+    ``step``, ``onecycle``, ``plateau``, ``exponential``, ``linear``, ``poly``, ``cyclic`` (all
+    torch schedulers). Every listed name works as ``scheduler=...``.
     """
     out: dict[str, list[str]] = {"torch": [], "timm": []}
-    for info in _REGISTRY.values():
-        out[info.source].append(info.name)
+    for name, info in SCHEDULERS.items():
+        out[info.source].append(name)
+    for alias, name in SCHEDULERS.aliases().items():
+        out[SCHEDULERS.get(name).source].append(alias)
     return {k: sorted(v) for k, v in out.items()}
 
 
 def resolve_scheduler_name(name: str) -> SchedulerInfo:
     """Registry entry for a name or alias (case-insensitive); ValueError listing choices if unknown."""
-    key = name.lower() if isinstance(name, str) else name
-    key = ALIASES.get(key, key)
-    if key not in _REGISTRY:
-        raise unknown_name_error(
-            "scheduler", str(name), list(_REGISTRY) + list(ALIASES), "autotimm.list_schedulers"
-        )
-    return _REGISTRY[key]
+    return SCHEDULERS.get(name)
 
 
 def create_scheduler(
@@ -182,13 +193,15 @@ def create_scheduler(
         lr = optimizer.param_groups[0]["lr"]
         for key, value in _RUN_DEFAULTS[info.name](int(run_length), lr).items():
             kwargs.setdefault(key, value)
-    if info.source == "timm":
+    sig = inspect.signature(info.cls.__init__)
+    if info.source == "timm" and "t_in_epochs" in sig.parameters:
         # timm schedulers ignore step_update() unless told they are not stepped per epoch.
         kwargs.setdefault("t_in_epochs", interval == "epoch")
-    if info.name == "reducelronplateau":
-        kwargs.setdefault("mode", "max" if monitor.endswith(("acc", "accuracy", "map")) else "min")
+    if info.needs_metric:
+        # ReduceLROnPlateau's "min"/"max" follows the monitored name, by the rule that
+        # checkpoint selection uses too (val/loss: min, val/accuracy: max).
+        kwargs.setdefault("mode", monitor_mode(monitor))
 
-    sig = inspect.signature(info.cls.__init__)
     accepted = set(sig.parameters) - {"self", "optimizer"}
     has_var_kw = any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
     unknown = set(kwargs) - accepted

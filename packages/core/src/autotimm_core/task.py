@@ -10,18 +10,20 @@ from __future__ import annotations
 
 import inspect
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
-import torch.nn as nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from autotimm_core.data.config import DataConfig, resolve_data_config
+from autotimm_core.data.contract import DataContract
+from autotimm_core.data.normalize import normalize_images
 from autotimm_core.loggers import LoggingConfig
 from autotimm_core.metrics import MetricConfig, MetricManager
-from autotimm_core.optimizers import create_optimizer, list_optimizers
+from autotimm_core.optimizers import create_optimizer, resolve_optimizer_name
 from autotimm_core.schedulers import create_scheduler, is_timm_scheduler, resolve_scheduler_name
 
 _RNG_KEY = "autotimm_rng_states"
@@ -35,7 +37,8 @@ class BaseTask(pl.LightningModule):
         logging_config: extra values to log (learning rate, gradient norm). Default: none.
         optimizer: optimizer name from ``list_optimizers()``. Default ``"adamw"``.
         lr: learning rate, also readable and writable as ``model.lr`` / ``model._lr``
-            (what Lightning's LR finder sets). Default 1e-3.
+            (what Lightning's LR finder sets). Default None: the task's ``default_lr``
+            (1e-3 unless a task says otherwise).
         weight_decay: weight decay (never applied to biases and norm parameters). Default 1e-4.
         optimizer_kwargs: further optimizer arguments (``momentum``, ``betas``...).
         scheduler: scheduler name or alias from ``list_schedulers()``, or ``None``/``"none"``.
@@ -52,6 +55,8 @@ class BaseTask(pl.LightningModule):
     default_metrics: Sequence[MetricConfig] = ()
     #: ``task`` filled into torchmetrics wrappers that take one (``"multiclass"``...).
     default_metric_task: str | None = None
+    #: Learning rate when ``lr`` is not given.
+    default_lr: float = 1e-3
 
     def __init__(
         self,
@@ -59,7 +64,7 @@ class BaseTask(pl.LightningModule):
         metrics: Sequence[MetricConfig | dict[str, Any]] | None = None,
         logging_config: LoggingConfig | dict[str, Any] | None = None,
         optimizer: str = "adamw",
-        lr: float = 1e-3,
+        lr: float | None = None,
         weight_decay: float = 1e-4,
         optimizer_kwargs: dict[str, Any] | None = None,
         scheduler: str | None = "cosine",
@@ -69,13 +74,11 @@ class BaseTask(pl.LightningModule):
         metric_task: str | None = None,
     ) -> None:
         super().__init__()
-        valid_opts = {n for names in list_optimizers().values() for n in names}
-        if str(optimizer).lower().replace("_", "") not in valid_opts:
-            # Delegate to the registry for the message with close matches.
-            create_optimizer(str(optimizer), [nn.Parameter(torch.zeros(1))])
+        resolve_optimizer_name(str(optimizer))  # unknown or unsupported: the registry's message
         if scheduler is not None and str(scheduler).lower() != "none":
             resolve_scheduler_name(scheduler)
-        if not (isinstance(lr, (int, float)) and lr > 0):
+        lr = self.default_lr if lr is None else lr
+        if not (isinstance(lr, (int, float)) and not isinstance(lr, bool) and lr > 0):
             raise ValueError(f"lr must be a positive number, got {lr!r}")
         self._lr = float(lr)
         self.optimizer_name = str(optimizer)
@@ -105,11 +108,18 @@ class BaseTask(pl.LightningModule):
         """
         frame = inspect.currentframe().f_back
         self.save_hyperparameters(ignore=list(ignore), frame=frame)
-        for store in (self._hparams, self._hparams_initial):
-            if store.get("metrics") is not None:
-                store["metrics"] = [MetricConfig.coerce(m).to_dict() for m in store["metrics"]]
-            if store.get("logging_config") is not None:
-                store["logging_config"] = LoggingConfig.coerce(store["logging_config"]).to_dict()
+        hparams = dict(self.hparams)
+        plain: dict[str, Any] = {}
+        if hparams.get("metrics") is not None:
+            plain["metrics"] = [MetricConfig.coerce(m).to_dict() for m in hparams["metrics"]]
+        if hparams.get("logging_config") is not None:
+            plain["logging_config"] = LoggingConfig.coerce(hparams["logging_config"]).to_dict()
+        if isinstance(hparams.get("data_config"), DataConfig):
+            plain["data_config"] = hparams["data_config"].to_dict()
+        if plain:
+            # Lightning's public way to change saved values: a second call with a dict updates
+            # ``hparams`` and copies it again into ``hparams_initial`` (what checkpoints store).
+            self.save_hyperparameters({**hparams, **plain}, frame=frame)
 
     @classmethod
     def load_from_checkpoint(cls, checkpoint_path: Any, *args: Any, **kwargs: Any) -> Any:
@@ -131,6 +141,104 @@ class BaseTask(pl.LightningModule):
     @lr.setter
     def lr(self, value: float) -> None:
         self._lr = float(value)
+
+    # ----------------------------------------------------------------- the data contract
+    def init_data_config(
+        self,
+        image_size: int | None = None,
+        data_config: DataConfig | Mapping[str, Any] | None = None,
+        *,
+        default_image_size: int | None = None,
+        resize_mode: str = "crop",
+        fixed_size: bool = False,
+    ) -> DataConfig:
+        """Resolve ``self.data_config`` from the task's arguments and ``self.backbone``.
+
+        Called by a task's ``__init__`` once its backbone exists: explicit ``image_size`` and
+        ``data_config`` entries > the backbone's pretrained config > ``default_image_size``
+        (see :func:`~autotimm_core.data.resolve_data_config`).
+
+        Args:
+            image_size: the task's ``image_size`` argument. Default None.
+            data_config: the task's ``data_config`` argument (a DataConfig, its dict form as a
+                checkpoint stores it, or a dict of explicit values). Default None.
+            default_image_size: the task's own default input side (detection's 640), used
+                before the backbone's. Default None.
+            resize_mode: the task's resize mode, ``"crop"`` or ``"letterbox"``. Default ``"crop"``.
+            fixed_size: the backbone is built for ``image_size`` (ViT, Swin...). Default False.
+        """
+        self._data_config = resolve_data_config(
+            getattr(self, "backbone", None),
+            image_size=image_size,
+            overrides=data_config,
+            default_image_size=default_image_size,
+            default_resize_mode=resize_mode,
+            fixed_size=fixed_size,
+        )
+        return self._data_config
+
+    @property
+    def data_config(self) -> DataConfig:
+        """How this model wants its images (size, mean/std, interpolation, resize): what its
+        data module is given at ``fit``, and what ``predict`` and export prepare images with."""
+        config = getattr(self, "_data_config", None)
+        if config is None:
+            raise AttributeError(
+                f"{type(self).__name__}.data_config is not set: call self.init_data_config() "
+                "in __init__ after building self.backbone"
+            )
+        return config
+
+    @data_config.setter
+    def data_config(self, config: DataConfig) -> None:
+        if not isinstance(config, DataConfig):
+            raise TypeError(f"data_config must be a DataConfig, got {type(config).__name__}")
+        self._data_config = config
+        # In the hyperparameters, so that a loaded checkpoint prepares images as training did.
+        if "data_config" in self.hparams:
+            self.hparams["data_config"] = config.to_dict()
+
+    @property
+    def image_size(self) -> int:
+        """The input side of :attr:`data_config`."""
+        return self.data_config.image_size
+
+    def prepare_images(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 images to this model's normalized float input; float images pass unchanged
+        (they are taken as normalized, which the data modules do on the device)."""
+        cfg = self.data_config
+        return normalize_images(images, cfg.mean, cfg.std)
+
+    def adopt_labels(
+        self, class_names: Sequence[str], category_ids: Sequence[int] | None = None
+    ) -> None:
+        """Take the data's label names (and category ids) when the model was built without them.
+
+        Called by :class:`~autotimm_core.DataContract` when a stage starts; names given to the
+        constructor always stay. They are stored in the hyperparameters, so ``predict`` on a
+        loaded checkpoint names its classes.
+        """
+        if "class_names" in self.hparams and self.hparams["class_names"] is None:
+            self.class_names = [str(c) for c in class_names]
+            self.hparams["class_names"] = self.class_names
+        if (
+            category_ids is not None
+            and "category_ids" in self.hparams
+            and self.hparams["category_ids"] is None
+        ):
+            self.category_ids = [int(c) for c in category_ids]
+            self.hparams["category_ids"] = self.category_ids
+
+    def unsyncable_eval_metrics(self) -> dict[str, str]:
+        """Metrics that cannot sync DDP ranks holding different numbers of evaluation samples,
+        as ``{class name: what to use instead}``; the data module then keeps Lightning's
+        padding sampler. Default: none (torchmetrics' tensor states sync any split)."""
+        return {}
+
+    def configure_callbacks(self) -> list[pl.Callback]:
+        """:class:`~autotimm_core.DataContract`, which shares the data config and labels with
+        the data module when a stage starts (under any Trainer)."""
+        return [DataContract()]
 
     # ----------------------------------------------------------------- freezing
     def freeze_backbone(self) -> None:
@@ -203,10 +311,21 @@ class BaseTask(pl.LightningModule):
             scheduler.step(metric)
 
     # ----------------------------------------------------------------- logging
+    def training_loss_terms(self) -> dict[str, torch.Tensor]:
+        """The named loss terms of the current training step, for a non-finite loss check.
+
+        An optional hook any LightningModule may define; AutoTrainer's ``FiniteCheck`` calls it
+        before ``backward`` and names the NaN/inf term in its error. Here: the terms logged with
+        ``log_loss("train", ...)`` in this training step (by name: ``"loss"``,
+        ``"loss_bbox_regression"``...), cleared at the start of every training batch.
+        """
+        return dict(self._train_loss_terms)
+
     def log_loss(self, stage: str, loss: torch.Tensor, batch_size: int, name: str = "loss") -> None:
         """Log a loss as ``{stage}/{name}``: per step and per epoch in training, per epoch otherwise.
 
-        Training terms are also kept for the step, so that a NaN/inf loss is reported by name.
+        Training terms are also kept for the step (see :meth:`training_loss_terms`), so that a
+        NaN/inf loss is reported by name.
         """
         if stage == "train":
             self._train_loss_terms[name] = loss.detach()
@@ -235,6 +354,9 @@ class BaseTask(pl.LightningModule):
         self._log_stage_metrics("test")
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        # Only this step's terms are reported by training_loss_terms() (a subclass overriding
+        # this hook calls super()).
+        self._train_loss_terms.clear()
         cfg = self.logging_config
         if (
             cfg.log_learning_rate

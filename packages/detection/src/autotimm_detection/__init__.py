@@ -1,16 +1,17 @@
 """autotimm-detection: FCOS-style object detection on any timm backbone, with COCO data and mAP."""
 
-from importlib.metadata import PackageNotFoundError, version
-
-from autotimm_detection.data import CocoDetection, DetectionDataModule, build_transform, load_coco
+from autotimm_core._imports import distribution_version
+from autotimm_detection.data import (
+    CocoDetection,
+    DetectionDataModule,
+    build_detection_transform,
+    load_coco,
+)
 from autotimm_detection.metrics import COCOMeanAveragePrecision
 from autotimm_detection.model import ObjectDetector
 from autotimm_detection.visualize import draw_detections
 
-try:
-    __version__ = version("autotimm-detection")
-except PackageNotFoundError:  # running from a source tree without installing
-    __version__ = "0.0.0"
+__version__ = distribution_version("autotimm-detection")
 
 __all__ = [
     "COCOMeanAveragePrecision",
@@ -18,7 +19,7 @@ __all__ = [
     "DetectionDataModule",
     "ObjectDetector",
     "__version__",
-    "build_transform",
+    "build_detection_transform",
     "draw_detections",
     "load_coco",
 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
-from torchvision.ops import batched_nms
+from torchvision.ops import batched_nms, clip_boxes_to_image
 
 from autotimm_detection.points import decode_ltrb
 
@@ -65,16 +65,7 @@ def postprocess_detections(
     )
     dists = bbox_regression[image_idx, point_idx]
     boxes = decode_ltrb(points[point_idx], dists, point_strides[point_idx])
-    h, w = image_size
-    boxes = torch.stack(
-        [
-            boxes[:, 0].clamp(0, w),
-            boxes[:, 1].clamp(0, h),
-            boxes[:, 2].clamp(0, w),
-            boxes[:, 3].clamp(0, h),
-        ],
-        dim=1,
-    )
+    boxes = clip_boxes_to_image(boxes, tuple(image_size))
     keep = batched_nms(boxes, scores, image_idx * c + labels, nms_thresh)  # sorted by score
     # Stable sort by image keeps each image's detections in descending score order.
     order = torch.sort(image_idx[keep], stable=True).indices
@@ -104,15 +95,7 @@ def rescale_detections(
         orig_size: ``(height, width)`` of the original image; boxes are clipped to it.
     """
     sx, sy = (float(v) for v in scale)
-    h, w = (float(v) for v in orig_size)
+    h, w = (int(v) for v in orig_size)
     boxes = detections["boxes"] / detections["boxes"].new_tensor([sx, sy, sx, sy])
-    boxes = torch.stack(
-        [
-            boxes[:, 0].clamp(0, w),
-            boxes[:, 1].clamp(0, h),
-            boxes[:, 2].clamp(0, w),
-            boxes[:, 3].clamp(0, h),
-        ],
-        dim=1,
-    )
+    boxes = clip_boxes_to_image(boxes, (h, w))
     return {**detections, "boxes": boxes}

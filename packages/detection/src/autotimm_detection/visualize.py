@@ -9,7 +9,7 @@ import torch
 from torchvision.io import write_png
 from torchvision.utils import draw_bounding_boxes
 
-from autotimm_detection.model import ImageInput, _to_rgb_array
+from autotimm_core.data import ImageInput, read_image
 
 
 def draw_detections(
@@ -22,7 +22,8 @@ def draw_detections(
     """Save ``image`` with the boxes and ``name score`` captions of one ``predict()`` result as PNG.
 
     Args:
-        image: what was passed to ``predict`` (path, PIL image, array or tensor).
+        image: what was passed to ``predict`` (path, PIL image, array or tensor; anything
+            ``autotimm_core.data.read_image`` reads).
         prediction: one result of ``ObjectDetector.predict``.
         output_path: PNG file to write (folders are created). Default ``"detections.png"``.
         min_score: draw only detections scoring at least this. Default 0.0.
@@ -31,7 +32,7 @@ def draw_detections(
     Returns:
         The path written.
     """
-    img = torch.from_numpy(_to_rgb_array(image).copy()).permute(2, 0, 1).contiguous()
+    img = read_image(image)
     scores = torch.as_tensor(prediction["scores"]).float()
     keep = scores >= min_score
     boxes = torch.as_tensor(prediction["boxes"]).float().reshape(-1, 4)[keep]

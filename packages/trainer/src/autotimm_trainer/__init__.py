@@ -1,13 +1,23 @@
-"""autotimm-trainer: AutoTrainer, TunerConfig and the ``autotimm`` command line."""
+"""autotimm-trainer: AutoTrainer, TunerConfig and the ``autotimm`` command line.
 
-from importlib.metadata import PackageNotFoundError, version
+Modules: ``trainer`` (AutoTrainer), ``callbacks`` (the callbacks it adds), ``tuning``
+(TunerConfig and the tuning pass), ``memory`` (the host-memory guard of the batch-size search),
+``run_dir`` (run folders and checkpoint paths), ``ddp`` (the hand-off to DDP workers) and
+``cli`` (the ``autotimm`` command).
+"""
 
+from autotimm_core._imports import distribution_version
+from autotimm_trainer.callbacks import FiniteCheck, InterruptCheckpoint, NonFiniteLossError
 from autotimm_trainer.trainer import AutoTrainer
 from autotimm_trainer.tuning import TunerConfig
 
-try:
-    __version__ = version("autotimm-trainer")
-except PackageNotFoundError:  # running from a source tree without installing
-    __version__ = "0.0.0"
+__version__ = distribution_version("autotimm-trainer")
 
-__all__ = ["AutoTrainer", "TunerConfig", "__version__"]
+__all__ = [
+    "AutoTrainer",
+    "FiniteCheck",
+    "InterruptCheckpoint",
+    "NonFiniteLossError",
+    "TunerConfig",
+    "__version__",
+]

@@ -1,14 +1,189 @@
-"""Callbacks AutoTrainer adds: a check that the monitored metric exists, and run statistics."""
+"""The callbacks AutoTrainer adds; each works with any LightningModule.
+
+- :class:`MonitorCheck`: fails after the first validation when the monitored metric is never
+  logged, naming the metrics that are.
+- :class:`RunStats`: counts samples and times the fit for the end-of-fit summary.
+- :class:`FiniteCheck`: stops on a NaN/inf training loss before it changes a weight, and never
+  saves non-finite weights (:class:`NonFiniteLossError`).
+- :class:`InterruptCheckpoint`: on SIGTERM, saves ``interrupted.ckpt`` to resume from.
+
+Lightning already writes every checkpoint atomically (``torch.save`` into memory, then a
+temporary file that is renamed onto the final name), so a killed process leaves the previous
+checkpoint intact; these callbacks add what Lightning leaves to the user.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import math
 import time
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+import torch
 from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.utilities.data import extract_batch_size
+from pytorch_lightning.utilities.exceptions import SIGTERMException
+
+from autotimm_trainer import _log
+
+#: Name of the checkpoint written when the run receives SIGTERM.
+INTERRUPTED_CHECKPOINT = "interrupted.ckpt"
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A training loss term became NaN or infinite (the message names the step and the term)."""
+
+
+def _fmt(value: torch.Tensor) -> str:
+    v = float(value.detach().float().reshape(-1)[0]) if value.numel() else math.nan
+    return str(v)
+
+
+#: The optional LightningModule method :class:`FiniteCheck` asks for a step's named loss terms.
+LOSS_TERMS_HOOK = "training_loss_terms"
+
+
+class FiniteCheck(Callback):
+    """Stop training when a loss becomes NaN/inf, and never save non-finite weights.
+
+    The loss is checked before ``backward``, so the failing step changes no weight, and the run
+    ends with :class:`NonFiniteLossError` naming the global step, epoch, batch and loss term.
+
+    The loss terms come from an optional hook: a LightningModule that defines
+    ``training_loss_terms(self) -> Mapping[str, Tensor]`` returns the named terms of the current
+    training step (``{"loss": ..., "loss_bbox_regression": ...}``), and an error then names the
+    term at fault. AutoTimm's ``BaseTask`` implements it with the terms logged through
+    ``log_loss``. A module without the hook has only the loss ``training_step`` returned checked.
+
+    Independently, a checkpoint whose weights hold NaN/inf is refused (a ``FloatingPointError``
+    before anything is written), so a good best or last checkpoint is never replaced by one.
+
+    Args:
+        check_loss: stop on a non-finite training loss. ``False`` only warns once and trains on
+            (e.g. when mixed precision's gradient scaler is trusted to skip such steps); the
+            weight check at save time stays on. Default True.
+    """
+
+    def __init__(self, check_loss: bool = True) -> None:
+        self.check_loss = check_loss
+        self._batch_idx = -1
+        self._warned = False
+
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        self._batch_idx = batch_idx
+
+    @staticmethod
+    def _terms(pl_module: pl.LightningModule, device: torch.device) -> dict[str, torch.Tensor]:
+        hook = getattr(pl_module, LOSS_TERMS_HOOK, None)
+        if not callable(hook):
+            return {}
+        terms = hook()
+        if not isinstance(terms, Mapping):
+            raise TypeError(
+                f"{type(pl_module).__name__}.{LOSS_TERMS_HOOK}() must return a mapping of "
+                f"term name to tensor, got {type(terms).__name__}"
+            )
+        # Plain numbers are accepted too; on the loss's device, so that one stack checks them all.
+        return {str(k): torch.as_tensor(v, device=device) for k, v in terms.items()}
+
+    def on_before_backward(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, loss: torch.Tensor
+    ) -> None:
+        terms = self._terms(pl_module, loss.device)
+        terms.setdefault("loss", loss)
+        names = list(terms)
+        # One device sync for all terms.
+        finite = torch.stack([torch.isfinite(terms[n].detach()).all() for n in names]).tolist()
+        if all(finite):
+            return
+        bad = [n for n, ok in zip(names, finite) if not ok]
+        # The parts first: the total is non-finite whenever one of them is.
+        bad.sort(key=lambda n: n == "loss")
+        where = (
+            f"global step {trainer.global_step} (epoch {trainer.current_epoch}, "
+            f"batch {self._batch_idx})"
+        )
+        values = ", ".join(f"{n}={_fmt(terms[n])}" for n in bad)
+        if not self.check_loss:
+            if not self._warned:
+                _log.warn(
+                    f"Non-finite training loss at {where}: {values}; training on because "
+                    "check_finite_loss=False (this is reported once)."
+                )
+                self._warned = True
+            return
+        raise NonFiniteLossError(
+            f"Training loss term '{bad[0]}' is {_fmt(terms[bad[0]])} at {where}"
+            + (f" (non-finite: {values})" if len(bad) > 1 else "")
+            + ". Training stopped before this step updated any weight; the checkpoints saved "
+            "so far are intact. Try a lower learning rate, gradient_clip_val, or check the "
+            "data of this batch; pass check_finite_loss=False to AutoTrainer to train on anyway."
+        )
+
+    def on_save_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        state = checkpoint.get("state_dict") or {}
+        names = [k for k, v in state.items() if torch.is_tensor(v) and v.is_floating_point()]
+        if not names:
+            return
+        finite = torch.stack([torch.isfinite(state[k]).all() for k in names]).tolist()
+        bad = [k for k, ok in zip(names, finite) if not ok]
+        if bad:
+            shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+            raise FloatingPointError(
+                f"Refusing to save a checkpoint at global step {trainer.global_step} (epoch "
+                f"{trainer.current_epoch}): weights hold NaN or inf ({shown}). The checkpoints "
+                "saved before are kept unchanged."
+            )
+
+
+class InterruptCheckpoint(Callback):
+    """On SIGTERM, save a checkpoint to resume from and tell the user its path.
+
+    Lightning turns SIGTERM into a ``SIGTERMException`` (a ``SystemExit``) at the end of the
+    current batch; this callback then writes ``<dirpath>/interrupted.ckpt`` (a mid-epoch
+    checkpoint Lightning resumes from) and logs the ``fit(..., ckpt_path=...)`` call. The process
+    then exits with status 0, as Lightning does.
+
+    Args:
+        dirpath: folder of the checkpoint; ``None`` uses the trainer's checkpoint callback's
+            folder, else ``default_root_dir``.
+    """
+
+    def __init__(self, dirpath: str | Path | None = None) -> None:
+        self.dirpath = dirpath
+        #: Path of the checkpoint saved on the last SIGTERM, or None.
+        self.saved_path: str | None = None
+
+    def _folder(self, trainer: pl.Trainer) -> Path:
+        if self.dirpath is not None:
+            return Path(self.dirpath)
+        cb = trainer.checkpoint_callback
+        dirpath = getattr(cb, "dirpath", None)
+        return Path(dirpath) if dirpath else Path(trainer.default_root_dir)
+
+    def on_exception(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
+    ) -> None:
+        if not isinstance(exception, SIGTERMException) or trainer.state.fn != "fit":
+            return
+        if trainer.sanity_checking or trainer.fast_dev_run:
+            return
+        path = self._folder(trainer) / INTERRUPTED_CHECKPOINT
+        trainer.save_checkpoint(path)  # every rank must call it; rank 0 writes
+        self.saved_path = str(path)
+        _log.info(
+            f"Received SIGTERM at global step {trainer.global_step} (epoch "
+            f"{trainer.current_epoch}): saved checkpoint {path}. Resume with "
+            f"trainer.fit(model, datamodule=..., ckpt_path={str(path)!r}) "
+            f'(or ckpt_path="last" with the same default_root_dir).'
+        )
 
 
 class MonitorCheck(Callback):

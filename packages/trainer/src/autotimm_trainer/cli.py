@@ -18,20 +18,18 @@ import pytorch_lightning as pl
 from pytorch_lightning.cli import ArgsType, LightningCLI
 from pytorch_lightning.utilities.rank_zero import rank_zero_warn
 
+from autotimm_core.registry import Registry
 from autotimm_trainer import _log
 from autotimm_trainer.trainer import AutoTrainer
 
 ENTRY_POINT_GROUP = "autotimm.tasks"
 
 
-def load_tasks(group: str = ENTRY_POINT_GROUP) -> dict[str, type]:
-    """Import the models and data modules that installed packages declare in ``group``.
-
-    Returns ``{entry name: class}``. An entry that fails to load, or is not a LightningModule or
-    LightningDataModule subclass, is skipped with a warning naming it: one broken package must
-    not take the command down.
-    """
-    found: dict[str, type] = {}
+def _task_registry(group: str) -> Registry[type]:
+    # Class names are case-sensitive in a config's class_path: the registry keeps their case.
+    registry: Registry[type] = Registry(
+        "task", "autotimm_trainer.cli.list_tasks", normalize=str.strip
+    )
     for ep in entry_points(group=group):
         try:
             obj = ep.load()
@@ -46,8 +44,54 @@ def load_tasks(group: str = ENTRY_POINT_GROUP) -> dict[str, type]:
                 "LightningDataModule class; skipped"
             )
             continue
-        found[ep.name] = obj
-    return found
+        registry.register(ep.name, obj)
+    return registry
+
+
+# The task classes of ENTRY_POINT_GROUP, filled by load_tasks() (or the first list_tasks()).
+_TASKS: Registry[type] | None = None
+
+
+def load_tasks(group: str = ENTRY_POINT_GROUP) -> dict[str, type]:
+    """Import the models and data modules that installed packages declare in ``group``.
+
+    Returns ``{entry name: class}``. An entry that fails to load, or is not a LightningModule or
+    LightningDataModule subclass, is skipped with a warning naming it: one broken package must
+    not take the command down. For the default group the classes also fill the task registry
+    that ``list_tasks()`` and ``get_task()`` read (each call reloads it).
+    """
+    global _TASKS
+    registry = _task_registry(group)
+    if group == ENTRY_POINT_GROUP:
+        _TASKS = registry
+    return dict(registry.items())
+
+
+def _tasks() -> Registry[type]:
+    if _TASKS is None:
+        load_tasks()
+    assert _TASKS is not None
+    return _TASKS
+
+
+def list_tasks(pattern: str = "*") -> list[str]:
+    """Sorted names of the installed task classes (``autotimm.tasks`` entry points).
+
+    Args:
+        pattern: fnmatch-style filter on the class name (case-sensitive), e.g. ``"*Data*"``.
+            Default ``"*"``: all.
+    """
+    return _tasks().names(pattern)
+
+
+def get_task(name: str) -> type:
+    """The installed task class called ``name`` (e.g. ``"ImageClassifier"``).
+
+    Raises:
+        ValueError: no installed package declares it; the message lists close matches and the
+            installed names.
+    """
+    return _tasks().get(name)
 
 
 class AutoTimmCLI(LightningCLI):

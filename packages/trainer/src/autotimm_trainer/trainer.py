@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
-import torch
 from pytorch_lightning.callbacks import (
     Callback,
     DeviceStatsMonitor,
@@ -20,28 +17,22 @@ from pytorch_lightning.callbacks import (
 from pytorch_lightning.loggers import CSVLogger, Logger
 
 from autotimm_core import LoggerConfig, LoggerManager
-from autotimm_trainer import _log
-from autotimm_trainer.callbacks import MonitorCheck, RunStats
-from autotimm_trainer.reliability import FiniteCheck, InterruptCheckpoint, find_last_checkpoint
-from autotimm_trainer.tuning import TunerConfig, check_tunable, run_tuning
-
-try:  # the precisions Lightning accepts, from its own type definitions
-    from typing import get_args
-
-    from lightning_fabric.plugins.precision.precision import _PRECISION_INPUT
-
-    _PRECISIONS: tuple[Any, ...] = tuple(v for t in get_args(_PRECISION_INPUT) for v in get_args(t))
-except Exception:  # pragma: no cover - private names moved: Lightning validates on its own
-    _PRECISIONS = ()
+from autotimm_core.monitor import monitor_mode
+from autotimm_trainer import _log, ddp
+from autotimm_trainer.callbacks import FiniteCheck, InterruptCheckpoint, MonitorCheck, RunStats
+from autotimm_trainer.memory import HostMemoryGuard
+from autotimm_trainer.run_dir import check_ckpt_path, find_last_checkpoint, fresh_dir, new_run_dir
+from autotimm_trainer.tuning import (
+    TunerConfig,
+    apply_tuning_results,
+    check_tunable,
+    describe_results,
+    run_tuning,
+)
 
 # Callbacks that raise without a logger: AutoTrainer adds a CSV logger for them.
 _NEEDS_LOGGER = (LearningRateMonitor, DeviceStatsMonitor)
-# ckpt_path values Lightning resolves itself rather than reading a file.
-_CKPT_KEYWORDS = ("last", "best", "hpc", "registry")
-# Handed from the process that launches DDP workers to the workers (which re-run the script):
-# the run folder and the tuning results, so that they neither tune again nor pick a new folder.
-_FIT_STATE_ENV = "AUTOTIMM_FIT_STATE"
-_fit_calls = 0  # AutoTrainer.fit calls in this process; pairs a worker's fit with its launcher's
+_CHECKPOINT_MODES = ("max", "min")
 
 
 class AutoTrainer(pl.Trainer):
@@ -65,7 +56,9 @@ class AutoTrainer(pl.Trainer):
         checkpoint_monitor: metric for the best checkpoint (``"val/accuracy"``). With it, the
             best checkpoint and ``last.ckpt`` are kept; without it, the last epoch. Default None.
         checkpoint_mode: ``"max"`` or ``"min"``: whether a higher monitored value is better.
-            Default ``"max"``.
+            Default None: follows the monitored name (``autotimm_core.monitor.monitor_mode``:
+            ``"min"`` for a loss- or error-like name such as ``"val/loss"``, else ``"max"``), as
+            the schedulers do; the run summary says which. An explicit value always wins.
         callbacks: Lightning callbacks, added to AutoTrainer's own. Default None.
         default_root_dir: where runs, checkpoints and logs go. Default ``"."``.
         gradient_clip_val: clip gradients to this norm (``gradient_clip_algorithm`` passes
@@ -89,7 +82,7 @@ class AutoTrainer(pl.Trainer):
     ``log_dir`` when there is one, else ``default_root_dir/runs/version_N`` with a new N for each
     ``fit``, so an earlier run's files are never overwritten.
 
-    Reliability (see ``autotimm_trainer.reliability``): on SIGTERM the run saves
+    Reliability (see ``autotimm_trainer.callbacks``): on SIGTERM the run saves
     ``interrupted.ckpt`` next to its checkpoints, logs the path to resume from and exits;
     ``fit(ckpt_path="last")`` resumes from the newest checkpoint under ``default_root_dir``
     (``last.ckpt``, the latest epoch or ``interrupted.ckpt``), also from a new process.
@@ -104,7 +97,7 @@ class AutoTrainer(pl.Trainer):
         logger: bool | Logger | LoggerManager | Sequence[Logger | LoggerConfig] | None = False,
         tuner_config: TunerConfig | None = None,
         checkpoint_monitor: str | None = None,
-        checkpoint_mode: str = "max",
+        checkpoint_mode: str | None = None,
         callbacks: list[Callback] | Callback | None = None,
         default_root_dir: str | Path = ".",
         gradient_clip_val: int | float | None = None,
@@ -116,12 +109,10 @@ class AutoTrainer(pl.Trainer):
         check_finite_loss: bool = True,
         **kwargs: Any,
     ) -> None:
-        if checkpoint_mode not in ("max", "min"):
-            raise ValueError(f"checkpoint_mode must be 'max' or 'min', got {checkpoint_mode!r}")
-        if _PRECISIONS and precision is not None and precision not in _PRECISIONS:
+        if checkpoint_mode is not None and checkpoint_mode not in _CHECKPOINT_MODES:
             raise ValueError(
-                f"precision={precision!r} is not a precision Lightning knows; choose one of "
-                f"{list(_PRECISIONS)}"
+                f"checkpoint_mode must be 'max' or 'min', got {checkpoint_mode!r} (or leave it "
+                "out to follow the monitored name: 'min' for a loss or error, else 'max')"
             )
         if checkpoint_monitor is not None and not enable_checkpointing:
             raise ValueError(
@@ -133,6 +124,12 @@ class AutoTrainer(pl.Trainer):
         self.seed = seed
         root = str(default_root_dir)
 
+        # One rule for "is higher better", shared with the schedulers: the monitored name.
+        self._checkpoint_mode_given = checkpoint_mode is not None
+        resolved_mode = checkpoint_mode or (
+            monitor_mode(checkpoint_monitor) if checkpoint_monitor is not None else "max"
+        )
+
         callbacks = list([callbacks] if isinstance(callbacks, Callback) else callbacks or [])
         user_ckpt = [cb for cb in callbacks if isinstance(cb, ModelCheckpoint)]
         if user_ckpt and checkpoint_monitor is not None:
@@ -141,7 +138,7 @@ class AutoTrainer(pl.Trainer):
             )
         self._auto_checkpoint: ModelCheckpoint | None = None
         if enable_checkpointing and not user_ckpt:
-            self._auto_checkpoint = _make_checkpoint(checkpoint_monitor, checkpoint_mode)
+            self._auto_checkpoint = _make_checkpoint(checkpoint_monitor, resolved_mode)
             if fast_dev_run:  # Lightning skips checkpoints then, except save_last at train end
                 self._auto_checkpoint.save_last = False
             callbacks.append(self._auto_checkpoint)
@@ -163,26 +160,34 @@ class AutoTrainer(pl.Trainer):
             )
 
         self.checkpoint_monitor = checkpoint_monitor
-        self.checkpoint_mode = checkpoint_mode
+        #: ``"max"`` or ``"min"``: the given ``checkpoint_mode``, or the one the name implies.
+        self.checkpoint_mode = resolved_mode
         self._precision_arg = precision
         self._accelerator_arg = accelerator
         self.tuning_results: dict[str, Any] | None = None
         self._run_dir: Path | None = None
-        super().__init__(
-            max_epochs=max_epochs,
-            accelerator=accelerator,
-            devices=devices,
-            precision=precision,
-            logger=loggers,
-            callbacks=callbacks,
-            default_root_dir=root,
-            gradient_clip_val=gradient_clip_val,
-            accumulate_grad_batches=accumulate_grad_batches,
-            val_check_interval=val_check_interval,
-            enable_checkpointing=enable_checkpointing,
-            fast_dev_run=fast_dev_run,
-            **kwargs,
-        )
+        try:
+            super().__init__(
+                max_epochs=max_epochs,
+                accelerator=accelerator,
+                devices=devices,
+                precision=precision,
+                logger=loggers,
+                callbacks=callbacks,
+                default_root_dir=root,
+                gradient_clip_val=gradient_clip_val,
+                accumulate_grad_batches=accumulate_grad_batches,
+                val_check_interval=val_check_interval,
+                enable_checkpointing=enable_checkpointing,
+                fast_dev_run=fast_dev_run,
+                **kwargs,
+            )
+        except ValueError as err:
+            # Lightning validates the precision itself and lists the values it accepts; the
+            # message only gains the argument's name (no private list of precisions to drift).
+            if "precision" in str(err).lower():
+                raise ValueError(f"precision={precision!r}: {err}") from err
+            raise
 
     # ----------------------------------------------------------------- results
     @property
@@ -222,25 +227,24 @@ class AutoTrainer(pl.Trainer):
         weights_only: bool | None = None,
     ) -> None:
         """``pl.Trainer.fit``, after tuning (if ``tuner_config`` asks) and with a summary at the end."""
-        global _fit_calls
-        _fit_calls += 1
-        _check_ckpt_path(ckpt_path)
+        check_ckpt_path(ckpt_path)
         if isinstance(train_dataloaders, pl.LightningDataModule):
             datamodule, train_dataloaders = train_dataloaders, None
-        inherited = _inherited_fit_state(_fit_calls)
+        # In a DDP worker: the run folder and tuning results of the launcher's fit.
+        inherited = ddp.take(self.default_root_dir, self.world_size)
         if ckpt_path == "last":
             # Each fit checkpoints into a fresh folder, where Lightning's own "last" finds
             # nothing: resolve it to the newest checkpoint of the earlier runs here.
             previous_dir = self._auto_checkpoint.dirpath if self._auto_checkpoint else None
             ckpt_path = find_last_checkpoint(self.default_root_dir, [previous_dir]) or "last"
-        self._run_dir = Path(inherited["run_dir"]) if inherited else self._new_run_dir()
+        self._run_dir = Path(inherited.run_dir) if inherited else self._new_run_dir()
         if self._auto_checkpoint is not None:
-            self._auto_checkpoint.dirpath = str(_fresh_dir(self._run_dir / "checkpoints"))
+            self._auto_checkpoint.dirpath = str(fresh_dir(self._run_dir / "checkpoints"))
 
         config = self.tuner_config
         if inherited:
-            self.tuning_results = inherited["tuning"]
-            _apply_results(self.tuning_results, model, datamodule, config)
+            self.tuning_results = inherited.tuning
+            apply_tuning_results(self.tuning_results, model, datamodule, config)
         elif config is not None and config.enabled:
             if self.fast_dev_run:
                 _log.info("fast_dev_run is set: skipping auto-tuning.")
@@ -250,12 +254,9 @@ class AutoTrainer(pl.Trainer):
                     config, model, datamodule, train_dataloaders, val_dataloaders
                 )
 
-        state = json.dumps(
-            {"fit": _fit_calls, "run_dir": str(self._run_dir), "tuning": self.tuning_results}
-        )
-        previous = os.environ.get(_FIT_STATE_ENV)
-        os.environ[_FIT_STATE_ENV] = state  # inherited by DDP workers launched from here
-        try:
+        state = ddp.FitState(run_dir=str(self._run_dir), tuning=self.tuning_results)
+        # Lightning's DDP launcher starts the workers inside super().fit(): they inherit it.
+        with ddp.published(state, self.default_root_dir, self.world_size):
             super().fit(
                 model,
                 train_dataloaders=train_dataloaders,
@@ -264,29 +265,24 @@ class AutoTrainer(pl.Trainer):
                 ckpt_path=ckpt_path,
                 weights_only=weights_only,
             )
-        finally:
-            if previous is None:
-                os.environ.pop(_FIT_STATE_ENV, None)
-            else:
-                os.environ[_FIT_STATE_ENV] = previous
         if self.state.status == "finished" and self._run_stats.started:
             _log.info(self.summary())
 
     def validate(self, model: pl.LightningModule | None = None, dataloaders: Any = None, ckpt_path: str | Path | None = None, verbose: bool = True, datamodule: pl.LightningDataModule | None = None, weights_only: bool | None = None) -> Any:  # fmt: skip
         """``pl.Trainer.validate``, with ``ckpt_path`` checked first."""
-        _check_ckpt_path(ckpt_path)
+        check_ckpt_path(ckpt_path)
         self._ensure_run_dir()
         return super().validate(model, dataloaders, ckpt_path, verbose, datamodule, weights_only)
 
     def test(self, model: pl.LightningModule | None = None, dataloaders: Any = None, ckpt_path: str | Path | None = None, verbose: bool = True, datamodule: pl.LightningDataModule | None = None, weights_only: bool | None = None) -> Any:  # fmt: skip
         """``pl.Trainer.test``, with ``ckpt_path`` checked first."""
-        _check_ckpt_path(ckpt_path)
+        check_ckpt_path(ckpt_path)
         self._ensure_run_dir()
         return super().test(model, dataloaders, ckpt_path, verbose, datamodule, weights_only)
 
     def predict(self, model: pl.LightningModule | None = None, dataloaders: Any = None, datamodule: pl.LightningDataModule | None = None, return_predictions: bool | None = None, ckpt_path: str | Path | None = None, weights_only: bool | None = None) -> Any:  # fmt: skip
         """``pl.Trainer.predict``, with ``ckpt_path`` checked first."""
-        _check_ckpt_path(ckpt_path)
+        check_ckpt_path(ckpt_path)
         self._ensure_run_dir()
         return super().predict(
             model, dataloaders, datamodule, return_predictions, ckpt_path, weights_only
@@ -338,7 +334,11 @@ class AutoTrainer(pl.Trainer):
         if self.best_model_path:
             best = f"best checkpoint {self.best_model_path}"
             if self.best_model_score is not None:
-                best += f" ({self.checkpoint_monitor}={self.best_model_score:.4g})"
+                how = "" if self._checkpoint_mode_given else " from the name"
+                best += (
+                    f" ({self.checkpoint_monitor}={self.best_model_score:.4g}, "
+                    f"mode={self.checkpoint_mode}{how})"
+                )
             parts.append(best)
         return ", ".join(parts)
 
@@ -350,15 +350,7 @@ class AutoTrainer(pl.Trainer):
             self._run_dir = self._new_run_dir()
 
     def _new_run_dir(self) -> Path:
-        if self.loggers and getattr(self.loggers[0], "log_dir", None):
-            return Path(self.loggers[0].log_dir)
-        root = Path(self.default_root_dir) / "runs"
-        taken = [
-            int(m.group(1))
-            for p in (root.iterdir() if root.is_dir() else [])
-            if (m := re.fullmatch(r"version_(\d+)", p.name))
-        ]
-        return root / f"version_{max(taken, default=-1) + 1}"
+        return new_run_dir(self.default_root_dir, self.loggers)
 
     def _check_can_tune_here(self) -> None:
         env = getattr(self.strategy, "cluster_environment", None)
@@ -381,10 +373,16 @@ class AutoTrainer(pl.Trainer):
         val_dataloaders: Any,
     ) -> dict[str, Any]:
         check_tunable(config, model, datamodule)
+        device = self._single_device()
+        # On CPU nothing catches an out-of-memory batch size: the guard bounds the search,
+        # through the tuning trainer's strategy.
+        guard = HostMemoryGuard() if device["accelerator"] == "cpu" else None
+        if guard is not None:
+            device["strategy"] = guard.strategy()
         # A separate single-device trainer: the same code path with or without DDP, and the
         # run's own callbacks, loggers and loops are never touched by the search.
         tuning_trainer = pl.Trainer(
-            **self._single_device(),
+            **device,
             precision=self._precision_arg,
             # The finders stop themselves after their steps; epochs must not stop them first
             # (a small dataset has few batches per epoch), and validation only costs time.
@@ -410,8 +408,9 @@ class AutoTrainer(pl.Trainer):
             datamodule=datamodule,
             train_dataloaders=train_dataloaders,
             val_dataloaders=val_dataloaders,
+            memory_guard=guard,
         )
-        _log.info(f"Tuning results: {_brief(results)}")
+        _log.info(f"Tuning results: {describe_results(results)}")
         return results
 
     def _single_device(self) -> dict[str, Any]:
@@ -442,15 +441,6 @@ def _make_checkpoint(monitor: str | None, mode: str) -> ModelCheckpoint:
     )
 
 
-def _fresh_dir(path: Path) -> Path:
-    """``path``, or ``path_1``, ``path_2``... : the first that does not exist or is empty."""
-    candidate, n = path, 0
-    while candidate.is_dir() and any(candidate.iterdir()):
-        n += 1
-        candidate = path.with_name(f"{path.name}_{n}")
-    return candidate
-
-
 def _build_loggers(logger: Any, root: str) -> bool | list[Logger]:
     if logger is None or logger is False:
         return False
@@ -478,72 +468,3 @@ def _build_loggers(logger: Any, root: str) -> bool | list[Logger]:
                 f"objects; got {type(item).__name__}"
             )
     return built or False
-
-
-def _check_ckpt_path(ckpt_path: str | Path | None) -> None:
-    """Fail before anything runs when ``ckpt_path`` is missing or not a Lightning checkpoint."""
-    if ckpt_path is None:
-        return
-    text = str(ckpt_path)
-    if text in _CKPT_KEYWORDS or text.startswith("registry:") or "://" in text:
-        return
-    path = Path(text)
-    if not path.is_file():
-        raise FileNotFoundError(f"ckpt_path={text!r} does not exist (or is not a file)")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as err:
-        if "weights_only" in str(err).lower():
-            return  # a real torch file holding other objects: Lightning loads it as it sees fit
-        raise ValueError(
-            f"ckpt_path={text!r} is not a checkpoint torch can read: {type(err).__name__}: {err}"
-        ) from None
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
-        raise ValueError(
-            f"ckpt_path={text!r} is not a Lightning checkpoint (no 'state_dict'; "
-            "it may be a plain model state_dict: load it with model.load_state_dict instead)"
-        )
-
-
-def _inherited_fit_state(call: int) -> dict[str, Any] | None:
-    """The launcher's fit state, in a DDP worker that re-runs the script, for the same fit call."""
-    raw = os.environ.get(_FIT_STATE_ENV)
-    if not raw:
-        return None
-    try:
-        state = json.loads(raw)
-    except ValueError:
-        return None
-    return state if state.get("fit") == call else None
-
-
-def _apply_results(
-    results: dict[str, Any] | None,
-    model: pl.LightningModule,
-    datamodule: pl.LightningDataModule | None,
-    config: TunerConfig | None,
-) -> None:
-    """Set tuned values found by the launching process on this worker's model and data."""
-    if not results:
-        return
-    from pytorch_lightning.utilities.parsing import lightning_setattr
-
-    if results.get("batch_size") is not None:
-        name = (config.batch_size_kwargs if config else {}).get("batch_arg_name", "batch_size")
-        if hasattr(model, name):
-            setattr(model, name, results["batch_size"])
-        if datamodule is not None and hasattr(datamodule, name):
-            setattr(datamodule, name, results["batch_size"])
-    if results.get("lr") is not None:
-        attr = (config.lr_find_kwargs if config else {}).get("attr_name") or (
-            "lr" if hasattr(model, "lr") else "learning_rate"
-        )
-        lightning_setattr(model, attr, results["lr"])
-
-
-def _brief(results: dict[str, Any]) -> str:
-    shown = {k: results[k] for k in ("batch_size", "lr", "lr_plot") if results.get(k) is not None}
-    return (
-        ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items())
-        or "no change"
-    )

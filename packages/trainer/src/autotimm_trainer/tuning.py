@@ -4,20 +4,23 @@ in a single process, before training starts."""
 from __future__ import annotations
 
 import inspect
-import os
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
 from pytorch_lightning.tuner import Tuner
-from pytorch_lightning.utilities.data import extract_batch_size
-from pytorch_lightning.utilities.parsing import lightning_getattr, lightning_hasattr
+from pytorch_lightning.utilities.parsing import (
+    lightning_getattr,
+    lightning_hasattr,
+    lightning_setattr,
+)
 from pytorch_lightning.utilities.rank_zero import rank_zero_warn
 
+from autotimm_core._imports import is_available
 from autotimm_trainer import _log
+from autotimm_trainer.memory import HostMemoryGuard
 
 # Tuner arguments that AutoTrainer supplies itself; everything else in the Tuner's signature is
 # a valid key of lr_find_kwargs / batch_size_kwargs.
@@ -163,138 +166,6 @@ def check_tunable(
             )
 
 
-# ----------------------------------------------------------------------------- host memory guard
-def _process_rss() -> int | None:
-    """Resident memory of this process in bytes (None where it cannot be read)."""
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError, AttributeError):
-        pass
-    try:
-        import psutil
-
-        return int(psutil.Process().memory_info().rss)
-    except Exception:
-        return None
-
-
-def _available_memory() -> int | None:
-    """Bytes this process can still allocate: MemAvailable, capped by a cgroup limit if any."""
-    values: list[int] = []
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    values.append(int(line.split()[1]) * 1024)
-                    break
-    except (OSError, ValueError):
-        try:
-            import psutil
-
-            values.append(int(psutil.virtual_memory().available))
-        except Exception:
-            pass
-    try:  # a container's limit, which MemAvailable does not see (cgroup v2)
-        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
-        used = Path("/sys/fs/cgroup/memory.current").read_text().strip()
-        if limit != "max":
-            values.append(int(limit) - int(used))
-    except (OSError, ValueError):
-        pass
-    return min(values) if values else None
-
-
-class HostMemoryGuard:
-    """Bounds Lightning's batch-size search on CPU by the memory the host has left.
-
-    Lightning's search doubles the batch size until an out-of-memory error, which on a CUDA
-    device is caught and undone; on CPU the allocator swaps or the process is killed first. The
-    guard measures how much memory a step holds per sample (resident memory growth from the
-    start of the step to ``on_before_backward``, when the activations are all alive) and, before
-    a step at a larger size, raises the CPU out-of-memory error Lightning recognises when that
-    size would need more than ``fraction`` of the memory still available. Lightning then keeps
-    the last size that fitted.
-
-    Args:
-        model: the model being tuned; two of its hooks are wrapped while the guard is active.
-        fraction: share of the available memory a step may take. Default 0.5.
-        headroom: factor on the measured per-sample memory for gradients and allocator slack.
-            Default 1.5.
-        rss: reads the process's resident bytes. Default: ``/proc/self/statm`` (or psutil).
-        available: reads the bytes still available. Default: ``MemAvailable``, cgroup-capped.
-    """
-
-    def __init__(
-        self,
-        model: pl.LightningModule,
-        fraction: float = 0.5,
-        headroom: float = 1.5,
-        rss: Callable[[], int | None] | None = None,
-        available: Callable[[], int | None] | None = None,
-    ) -> None:
-        self.model = model
-        self.fraction = fraction
-        self.headroom = headroom
-        self._rss = rss if rss is not None else _process_rss
-        self._available = available if available is not None else _available_memory
-        self.bytes_per_sample = 0.0
-        self.stopped_at: int | None = None
-        self._step_rss: int | None = None
-        self._step_size = 0
-
-    def _on_train_batch_start(self, original: Callable[..., Any]) -> Callable[..., Any]:
-        def hook(batch: Any, batch_idx: int) -> Any:
-            try:
-                size = extract_batch_size(batch)
-            except Exception:  # unusual batch structure: fall back to the tuned attribute
-                size = int(lightning_getattr(self.model, "batch_size"))
-            available = self._available()
-            if self.bytes_per_sample and available is not None:
-                need = size * self.bytes_per_sample * self.headroom
-                if need > self.fraction * available:
-                    self.stopped_at = size
-                    # One argument, this wording: Lightning's is_oom_error() treats it as OOM.
-                    raise RuntimeError(
-                        "DefaultCPUAllocator: can't allocate memory: autotimm stopped the batch "
-                        f"size search at {size} (needs about {need / 2**20:.0f} MiB, "
-                        f"{available / 2**20:.0f} MiB available)"
-                    )
-            self._step_rss, self._step_size = self._rss(), size
-            return original(batch, batch_idx)
-
-        return hook
-
-    def _on_before_backward(self, original: Callable[..., Any]) -> Callable[..., Any]:
-        def hook(loss: Any) -> Any:
-            now = self._rss()
-            if now is not None and self._step_rss is not None and self._step_size:
-                per_sample = max(now - self._step_rss, 0) / self._step_size
-                self.bytes_per_sample = max(self.bytes_per_sample, per_sample)
-            return original(loss)
-
-        return hook
-
-    @contextmanager
-    def active(self) -> Iterator[HostMemoryGuard]:
-        """Wrap the model's hooks for the duration of the ``with`` block."""
-        names = {
-            "on_train_batch_start": self._on_train_batch_start,
-            "on_before_backward": self._on_before_backward,
-        }
-        own = {n: self.model.__dict__[n] for n in names if n in self.model.__dict__}
-        for name, wrap in names.items():
-            object.__setattr__(self.model, name, wrap(getattr(self.model, name)))
-        try:
-            yield self
-        finally:
-            for name in names:
-                if name in own:
-                    object.__setattr__(self.model, name, own[name])
-                else:
-                    object.__delattr__(self.model, name)
-
-
 # ----------------------------------------------------------------------------- the tuning pass
 def run_tuning(
     trainer: pl.Trainer,
@@ -304,8 +175,19 @@ def run_tuning(
     datamodule: pl.LightningDataModule | None = None,
     train_dataloaders: Any = None,
     val_dataloaders: Any = None,
+    memory_guard: HostMemoryGuard | None = None,
 ) -> dict[str, Any]:
     """Run the tuner on ``trainer`` (single process): batch size first, then learning rate.
+
+    Args:
+        trainer: the single-process trainer the finders run on.
+        config: what to tune.
+        model: the model; the results are written to it (and to ``datamodule``).
+        run_dir: where the learning-rate plot goes.
+        datamodule, train_dataloaders, val_dataloaders: the data, as for ``fit``.
+        memory_guard: a :class:`HostMemoryGuard` whose ``strategy()`` ``trainer`` runs on, to
+            bound the batch-size search by host memory (on CPU); None searches unbounded.
+            Default None.
 
     Returns ``{"batch_size", "lr", "lr_plot", "previous_batch_size", "previous_lr"}``; a value is
     None when it was not tuned (or, for ``lr``, when the finder gave no suggestion).
@@ -327,19 +209,15 @@ def run_tuning(
         kwargs = dict(config.batch_size_kwargs)
         name = kwargs.get("batch_arg_name", "batch_size")
         results["previous_batch_size"] = _read_attr(model, datamodule, name)
-        guard = HostMemoryGuard(model)
-        on_cpu = trainer.strategy.root_device.type == "cpu"
-        if on_cpu:
-            with guard.active():
+        if memory_guard is not None:
+            memory_guard.batch_arg_name = name
+            with memory_guard.active():
                 found = tuner.scale_batch_size(model, **data, **kwargs)
         else:
             found = tuner.scale_batch_size(model, **data, **kwargs)
         results["batch_size"] = found
-        note = (
-            f" (stopped below {guard.stopped_at}: host memory)"
-            if guard.stopped_at is not None
-            else ""
-        )
+        stopped = memory_guard.stopped_at if memory_guard is not None else None
+        note = f" (stopped below {stopped}: host memory)" if stopped is not None else ""
         _log.info(f"Batch size finder: {name}={found} (was {results['previous_batch_size']}){note}")
     if config.auto_lr:
         kwargs = dict(config.lr_find_kwargs)
@@ -374,6 +252,12 @@ def _read_attr(model: pl.LightningModule, datamodule: Any, name: str) -> Any:
 
 def _save_lr_plot(finder: Any, run_dir: Path, suggest: bool) -> str | None:
     """Save the LR finder's loss curve as ``run_dir/lr_find.png``; a warning if it cannot be drawn."""
+    if not is_available("matplotlib"):
+        rank_zero_warn(
+            "The learning-rate finder plot needs matplotlib, which is not installed: "
+            'pip install "autotimm-trainer[plot]" (the suggested lr is used all the same).'
+        )
+        return None
     try:
         from matplotlib.figure import Figure
 
@@ -388,3 +272,41 @@ def _save_lr_plot(finder: Any, run_dir: Path, suggest: bool) -> str | None:
         return None
     _log.info(f"Learning-rate finder plot: {path}")
     return str(path)
+
+
+def apply_tuning_results(
+    results: dict[str, Any] | None,
+    model: pl.LightningModule,
+    datamodule: pl.LightningDataModule | None,
+    config: TunerConfig | None,
+) -> None:
+    """Set tuning results found by another process (the DDP launcher) on this model and data.
+
+    Args:
+        results: what :func:`run_tuning` returned there; None or empty sets nothing.
+        model: the model to update (its ``lr``/``learning_rate`` or ``attr_name``).
+        datamodule: the data module to update (its batch-size attribute), if any.
+        config: the tuner configuration, for custom attribute names; None uses the defaults.
+    """
+    if not results:
+        return
+    if results.get("batch_size") is not None:
+        name = (config.batch_size_kwargs if config else {}).get("batch_arg_name", "batch_size")
+        if hasattr(model, name):
+            setattr(model, name, results["batch_size"])
+        if datamodule is not None and hasattr(datamodule, name):
+            setattr(datamodule, name, results["batch_size"])
+    if results.get("lr") is not None:
+        attr = (config.lr_find_kwargs if config else {}).get("attr_name") or (
+            "lr" if hasattr(model, "lr") else "learning_rate"
+        )
+        lightning_setattr(model, attr, results["lr"])
+
+
+def describe_results(results: dict[str, Any]) -> str:
+    """The tuned values in one line (``batch_size=32, lr=0.01``), or ``"no change"``."""
+    shown = {k: results[k] for k in ("batch_size", "lr", "lr_plot") if results.get(k) is not None}
+    return (
+        ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items())
+        or "no change"
+    )

@@ -7,13 +7,13 @@ from autotimm_detection.data.coco import (
     load_coco,
 )
 from autotimm_detection.data.datamodule import DetectionDataModule
-from autotimm_detection.data.transforms import build_transform, letterbox_size
+from autotimm_detection.data.transforms import build_detection_transform, letterbox_size
 
 __all__ = [
     "CocoAnnotations",
     "CocoDetection",
     "DetectionDataModule",
-    "build_transform",
+    "build_detection_transform",
     "collate_detection",
     "letterbox_size",
     "load_coco",

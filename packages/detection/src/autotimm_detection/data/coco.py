@@ -12,11 +12,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from autotimm_detection.data.transforms import letterbox_size
+from autotimm_core.data import read_image_rgb
+from autotimm_detection.data.transforms import letterbox_target
 
 #: Missing files named in an error message (the rest are counted).
 _LIST_FIRST = 5
@@ -216,12 +216,6 @@ def load_coco(
     return CocoAnnotations(ann_file, image_dir, list(records.values()), categories)
 
 
-def read_rgb(path: str | Path) -> np.ndarray:
-    """An image file as an RGB ``uint8`` (H, W, 3) array."""
-    with Image.open(path) as im:
-        return np.array(im.convert("RGB"))  # writable: torch.from_numpy needs that
-
-
 class CocoDetection(Dataset):
     """COCO images with their targets, transformed for training or evaluation.
 
@@ -233,8 +227,8 @@ class CocoDetection(Dataset):
 
     Args:
         annotations: from :func:`load_coco`.
-        transform: an :class:`~autotimm_detection.data.transforms.AlbumentationsTransform` or
-            ``TorchvisionTransform`` (or a callable with the same signature).
+        transform: from :func:`~autotimm_detection.data.build_detection_transform` (or a callable
+            with the same signature: ``(image (3, H, W) uint8, boxes, labels, iscrowd)``).
         cat_to_label: category id -> contiguous label.
         image_size: network input side (for the letterbox scale).
     """
@@ -262,7 +256,7 @@ class CocoDetection(Dataset):
             if rec.path in self._unreadable:
                 continue
             try:
-                image = read_rgb(rec.path)
+                image = read_image_rgb(rec.path)
             except (OSError, ValueError) as err:
                 self._unreadable.add(rec.path)
                 warnings.warn(f"skipping unreadable image {rec.path}: {err}", stacklevel=2)
@@ -272,18 +266,16 @@ class CocoDetection(Dataset):
             f"{self.annotations.ann_file}: no readable image in {self.annotations.image_dir}"
         )
 
-    def _item(self, rec: ImageRecord, image: np.ndarray) -> tuple[Tensor, dict[str, Tensor]]:
-        h, w = image.shape[:2]
+    def _item(self, rec: ImageRecord, image: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        h, w = image.shape[-2:]
         labels = np.asarray([self.cat_to_label[int(c)] for c in rec.category_ids], np.int64)
         img, boxes, out_labels, crowd = self.transform(image, rec.boxes, labels, rec.iscrowd)
-        nh, nw = letterbox_size(h, w, self.image_size)
         target = {
             "boxes": boxes,
             "labels": out_labels,
             "iscrowd": crowd,
             "image_id": torch.tensor(rec.image_id),
-            "orig_size": torch.tensor([h, w]),
-            "scale": torch.tensor([nw / w, nh / h], dtype=torch.float32),
+            **letterbox_target(h, w, self.image_size),
             "orig_boxes": torch.from_numpy(rec.boxes),
             "orig_labels": torch.from_numpy(labels),
             "orig_iscrowd": torch.from_numpy(rec.iscrowd),

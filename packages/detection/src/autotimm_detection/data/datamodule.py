@@ -5,22 +5,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pytorch_lightning as pl
-import torch
-from pytorch_lightning.utilities import rank_zero_warn
 from torch.utils.data import DataLoader
-from torchmetrics.detection import MeanAveragePrecision
 
-from autotimm_core.distributed import unpadded_eval_sampler
-from autotimm_core.validation import check_choice
+from autotimm_core.data import BaseDataModule
 from autotimm_detection.data.coco import (
     CocoDetection,
     collate_detection,
     load_coco,
     read_categories,
 )
-from autotimm_detection.data.transforms import BACKENDS, DEFAULT_FILL, PRESETS, build_transform
-from autotimm_detection.metrics import COCOMeanAveragePrecision
+from autotimm_detection.data.transforms import (
+    DEFAULT_FILL,
+    BoxTransform,
+    build_detection_transform,
+)
 
 SPLITS = ("train", "val", "test")
 
@@ -40,19 +38,19 @@ def find_split(data_dir: Path, split: str) -> tuple[Path | None, Path | None, li
     return None, None, tried
 
 
-class DetectionDataModule(pl.LightningDataModule):
+class DetectionDataModule(BaseDataModule):
     """COCO-format detection data with box-aware augmentation and letterbox resizing.
+
+    Loaders yield ``(images, targets)``: uint8 ``(B, 3, S, S)`` images (normalized on the device
+    by ``on_after_batch_transfer``, see :class:`~autotimm_core.data.BaseDataModule`) and one
+    target dict per image. When a fit starts, the model's ``data_config`` and this module's are
+    merged (``autotimm_core.DataContract``) and the transforms follow the result.
 
     Args:
         data_dir: root of a COCO layout: ``annotations/instances_train2017.json`` with
             ``train2017/`` (likewise val/test), or the same with ``train/``, ``val/``, ``test/`` and
             ``instances_train.json``...
-        image_size: square network input side; images are letterboxed (aspect ratio kept, padded
-            bottom/right). Default 640.
         batch_size: images per batch. Default 16.
-        num_workers: loader processes. Default 4.
-        augmentation_preset: ``"none"``, ``"light"`` (flip), ``"default"`` (flip, scale jitter,
-            colour) or ``"strong"`` (adds random crops). Default ``"default"``.
         train_ann: training annotation file, overriding the found layout. Default None.
         val_ann: validation annotation file, overriding the found layout. Default None.
         test_ann: test annotation file, overriding the found layout. Default None.
@@ -62,27 +60,37 @@ class DetectionDataModule(pl.LightningDataModule):
         min_box_size: boxes with a side shorter than this (pixels) are dropped. Default 1.0.
         min_visibility: after augmentation, boxes with less than this fraction still in the image
             are dropped. Default 0.25.
-        transform_backend: ``"albumentations"`` (default) or ``"torchvision"`` (transforms.v2).
         train_transforms: your own augmentation pipeline for the chosen backend (run before the
-            letterbox, replacing the preset). Default None.
+            letterbox, replacing the preset); not stored in checkpoints' hyperparameters.
+            Default None.
         fill: letterbox padding grey level. Default 114.
-        pin_memory: pin batches in page-locked memory. Default: True when CUDA is available.
-        persistent_workers: keep loader workers between epochs (when ``num_workers > 0``).
-            Default True.
+        **kwargs: the arguments every data module takes (see
+            :class:`~autotimm_core.data.BaseDataModule`): ``image_size`` (the square network
+            input side; images are letterboxed, aspect ratio kept, padded bottom/right; default
+            None: the model's, ``ObjectDetector(image_size=...)``, else 640), ``num_workers``
+            (4, capped at the CPUs), ``augmentation_preset`` (``"none"``, ``"light"``: flip,
+            ``"default"``: flip, scale jitter, colour, ``"strong"``: adds random crops),
+            ``transform_backend`` (``"torchvision"`` or ``"albumentations"``, the
+            ``autotimm-detection[albumentations]`` extra, for training; evaluation always uses
+            the torchvision letterbox that ``ObjectDetector.predict`` uses), ``mean``, ``std``,
+            ``interpolation`` (default None: the model's), ``normalize_on_device`` (True),
+            ``pin_memory``, ``persistent_workers``.
 
     Attributes:
-        num_classes: number of categories in the training annotations (set by ``setup``).
+        num_classes: number of categories in the training annotations.
         class_names: category names, sorted by category id.
         category_ids: the data set's category ids; label ``i`` is category ``category_ids[i]``.
+        datasets: the splits set up so far, by name.
     """
+
+    resize_mode = "letterbox"
+    default_image_size = 640
+    distribution = "autotimm-detection"
 
     def __init__(
         self,
         data_dir: str | Path = ".",
-        image_size: int = 640,
         batch_size: int = 16,
-        num_workers: int = 4,
-        augmentation_preset: str = "default",
         train_ann: str | Path | None = None,
         val_ann: str | Path | None = None,
         test_ann: str | Path | None = None,
@@ -91,29 +99,20 @@ class DetectionDataModule(pl.LightningDataModule):
         test_images: str | Path | None = None,
         min_box_size: float = 1.0,
         min_visibility: float = 0.25,
-        transform_backend: str = "albumentations",
         train_transforms: Any = None,
         fill: int = DEFAULT_FILL,
-        pin_memory: bool | None = None,
-        persistent_workers: bool = True,
+        **kwargs: Any,
     ) -> None:
-        super().__init__()
-        check_choice("augmentation_preset", augmentation_preset, PRESETS)
-        check_choice("transform_backend", transform_backend, BACKENDS)
-        if not (isinstance(image_size, int) and image_size > 0):
-            raise ValueError(f"image_size must be a positive int, got {image_size!r}")
+        super().__init__(batch_size=batch_size, **kwargs)
+        if train_transforms is not None:
+            # A pipeline object cannot go into a checkpoint (loaded with weights_only=True):
+            # it stays on this instance only.
+            self.hparams["train_transforms"] = None
         self.data_dir = Path(data_dir)
-        self.image_size = image_size
-        self.batch_size = batch_size
-        self.num_workers = num_workers
-        self.augmentation_preset = augmentation_preset
         self.min_box_size = min_box_size
         self.min_visibility = min_visibility
-        self.transform_backend = transform_backend
         self.train_transforms = train_transforms
         self.fill = fill
-        self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
-        self.persistent_workers = persistent_workers
         explicit = {
             "train": (train_ann, train_images),
             "val": (val_ann, val_images),
@@ -173,9 +172,16 @@ class DetectionDataModule(pl.LightningDataModule):
         ann = load_coco(
             paths[0], paths[1], categories=self.categories, min_box_size=self.min_box_size
         )
+        cat_to_label = {c: i for i, c in enumerate(self.category_ids)}
+        self.datasets[split] = CocoDetection(
+            ann, self._transform(split), cat_to_label, self.image_size
+        )
+        return self.datasets[split]
+
+    def _transform(self, split: str) -> BoxTransform:
         train = split == "train"
-        transform = build_transform(
-            self.image_size,
+        return build_detection_transform(
+            self.data_config,
             preset=self.augmentation_preset,
             backend=self.transform_backend,
             train=train,
@@ -183,10 +189,14 @@ class DetectionDataModule(pl.LightningDataModule):
             min_visibility=self.min_visibility if train else 0.0,
             min_box_size=self.min_box_size,
             fill=self.fill,
+            normalize=not self.normalize_on_device,
         )
-        cat_to_label = {c: i for i, c in enumerate(self.category_ids)}
-        self.datasets[split] = CocoDetection(ann, transform, cat_to_label, self.image_size)
-        return self.datasets[split]
+
+    def on_data_config_change(self) -> None:
+        """The splits already read get transforms for the new config (the model's, merged)."""
+        for split, dataset in self.datasets.items():
+            dataset.transform = self._transform(split)
+            dataset.image_size = self.image_size
 
     def setup(self, stage: str | None = None) -> None:
         if stage in (None, "fit"):
@@ -196,57 +206,19 @@ class DetectionDataModule(pl.LightningDataModule):
         if stage in (None, "test"):
             self._dataset("test")
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        dataset = self._dataset(split)
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size,
-            shuffle=shuffle,
-            sampler=None if shuffle else self._eval_sampler(dataset),
-            num_workers=self.num_workers,
-            collate_fn=collate_detection,
-            pin_memory=self.pin_memory,
-            persistent_workers=self.persistent_workers and self.num_workers > 0,
-            drop_last=False,
-        )
-
-    def _eval_sampler(self, dataset: CocoDetection) -> Any:
-        """Each evaluation image on exactly one DDP rank, where the model's mAP metrics can sync
-        ranks holding different numbers of images (:class:`COCOMeanAveragePrecision` can)."""
-        trainer = self.trainer
-        sampler = unpadded_eval_sampler(trainer, dataset)
-        if sampler is None:
-            return None
-        module = trainer.lightning_module
-        unsafe = sorted(
-            {
-                type(m).__name__
-                for m in (module.modules() if module is not None else ())
-                if isinstance(m, MeanAveragePrecision)
-                and not isinstance(m, COCOMeanAveragePrecision)
-            }
-        )
-        if unsafe:
-            rank_zero_warn(
-                f"{', '.join(unsafe)} cannot sync DDP ranks that evaluated different numbers of "
-                "images, so evaluation keeps Lightning's DistributedSampler, which repeats images "
-                f"when a split does not divide by {trainer.world_size} processes (mAP then counts "
-                "them twice). Subclass autotimm_detection.COCOMeanAveragePrecision instead to "
-                "evaluate every image exactly once."
-            )
-            return None
-        return sampler
+    def _loader(self, split: str, train: bool) -> DataLoader:
+        return self.make_loader(self._dataset(split), train, collate_fn=collate_detection)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
+        return self._loader("train", train=True)
 
     def val_dataloader(self) -> DataLoader | list:
         # No validation split: an empty list makes Lightning skip validation.
-        return self._loader("val", shuffle=False) if self.paths["val"] is not None else []
+        return self._loader("val", train=False) if self.paths["val"] is not None else []
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
+        return self._loader("test", train=False)
 
     def predict_dataloader(self) -> DataLoader:
         split = "test" if self.paths["test"] is not None else "val"
-        return self._loader(split, shuffle=False)
+        return self._loader(split, train=False)

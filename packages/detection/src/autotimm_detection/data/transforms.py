@@ -1,9 +1,13 @@
 """Box-aware transforms: letterbox resize plus augmentation presets, with two backends.
 
-Both backends take an RGB ``uint8`` HWC array and xyxy boxes in its pixels and return a ``uint8``
-CHW tensor of ``image_size`` x ``image_size`` with the boxes moved along. Boxes are clipped to the
-image; boxes less than ``min_visibility`` visible or smaller than ``min_box_size`` are dropped.
-Normalisation is left to the model, so the loaders move uint8 (4x less data).
+Both backends take an RGB ``uint8`` ``(3, H, W)`` tensor (what ``autotimm_core.data.read_image``
+gives) and xyxy boxes in its pixels, and return a ``uint8`` ``(3, S, S)`` tensor with the boxes
+moved along (``S`` = the config's ``image_size``). Boxes are clipped to the image; boxes less than
+``min_visibility`` visible or smaller than ``min_box_size`` are dropped. Normalization is left to
+the device (the data module's ``on_after_batch_transfer``), so loaders move uint8 (4x less data).
+
+Evaluation and ``ObjectDetector.predict`` use one letterbox, torchvision's, whatever the
+training backend: predictions prepare images exactly as validation did, without albumentations.
 """
 
 from __future__ import annotations
@@ -15,13 +19,24 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
+from torchvision import tv_tensors
+from torchvision.ops import clip_boxes_to_image
+from torchvision.transforms import InterpolationMode, v2
+from torchvision.transforms.v2 import functional as F
 
+from autotimm_core._imports import require
+from autotimm_core.data import BACKENDS, PRESETS, DataConfig, normalize_images
 from autotimm_core.validation import check_choice
 
-PRESETS = ("none", "light", "default", "strong")
-BACKENDS = ("albumentations", "torchvision")
-#: Grey used to pad the letterbox and fill areas exposed by affine transforms.
+#: Grey used to pad the letterbox and fill areas exposed by affine transforms (YOLO's).
 DEFAULT_FILL = 114
+#: The augmentation steps of each preset, in order; each backend builds them with its library.
+PRESET_STEPS: dict[str, tuple[str, ...]] = {
+    "none": (),
+    "light": ("hflip",),
+    "default": ("hflip", "scale", "colour"),
+    "strong": ("hflip", "scale", "colour", "crop"),
+}
 
 
 def letterbox_size(height: int, width: int, size: int) -> tuple[int, int]:
@@ -30,61 +45,156 @@ def letterbox_size(height: int, width: int, size: int) -> tuple[int, int]:
     return max(1, round(height * scale)), max(1, round(width * scale))
 
 
+def letterbox_target(height: int, width: int, size: int) -> dict[str, Tensor]:
+    """``scale`` (sx, sy: input pixels per original pixel) and ``orig_size`` (h, w) of an image
+    letterboxed to ``size``: what ``ObjectDetector.postprocess`` maps boxes back with."""
+    nh, nw = letterbox_size(height, width, size)
+    return {
+        "scale": torch.tensor([nw / width, nh / height], dtype=torch.float32),
+        "orig_size": torch.tensor([height, width]),
+    }
+
+
+def as_letterbox_config(config: DataConfig | int) -> DataConfig:
+    """``config`` itself, or for an int a letterbox DataConfig of that side (timm's defaults).
+
+    Raises:
+        ValueError: a config whose ``resize_mode`` is not ``"letterbox"`` (boxes are mapped back
+            through the letterbox scale), or a bad ``image_size``.
+    """
+    if not isinstance(config, DataConfig):
+        config = DataConfig(image_size=config, resize_mode="letterbox")
+    if config.resize_mode != "letterbox":
+        raise ValueError(
+            f"resize_mode must be 'letterbox' for detection (boxes are mapped back through the "
+            f"letterbox), got {config.resize_mode!r}"
+        )
+    return config
+
+
 def _finish(
     image: Tensor,
     boxes: Tensor,
-    before: Tensor,
+    visible_of: Tensor | None,
     labels: Tensor,
     iscrowd: Tensor,
     min_visibility: float,
     min_box_size: float,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Clip boxes to the image and drop the ones too hidden or too small (shared by both backends)."""
-    h, w = image.shape[-2:]
-    clipped = boxes.clone()
-    clipped[:, 0::2] = clipped[:, 0::2].clamp(0, w)
-    clipped[:, 1::2] = clipped[:, 1::2].clamp(0, h)
+    """Clip boxes to the image and drop the ones too hidden or too small (shared by both backends).
+
+    ``visible_of``: each box's unclipped area, for the visible fraction; None where the backend
+    has measured visibility itself.
+    """
+    clipped = clip_boxes_to_image(boxes, tuple(image.shape[-2:]))
     wh = clipped[:, 2:] - clipped[:, :2]
     area = wh.prod(dim=1)
     keep = (wh >= min_box_size).all(dim=1) & (area > 0)
-    if min_visibility > 0:
-        keep &= area >= min_visibility * before.clamp(min=1e-6)
+    if min_visibility > 0 and visible_of is not None:
+        keep &= area >= min_visibility * visible_of.clamp(min=1e-6)
     return image, clipped[keep], labels[keep], iscrowd[keep]
 
 
-class AlbumentationsTransform:
-    """albumentations pipeline: ``pre`` on the original image, letterbox, then ``post``.
+class BoxTransform:
+    """What both backends share: ``pre`` steps on the original image, the letterbox, ``post``
+    steps, then box clipping and filtering (and normalization when asked).
 
     Args:
-        image_size: output side. pre: transforms before the letterbox (custom pipelines go here).
-        post: transforms after the letterbox. min_visibility: default 0.0. min_box_size: default 1.0.
+        config: the DataConfig (``image_size``, ``interpolation`` of the letterbox resize,
+            ``mean``/``std`` when normalizing), or an int ``image_size``.
+        pre: the backend's transforms before the letterbox (custom pipelines go here).
+        post: the backend's transforms after the letterbox (the presets). Default none.
+        min_visibility: drop boxes less visible than this fraction. Default 0.0.
+        min_box_size: drop boxes with a side shorter than this (output pixels). Default 1.0.
         fill: letterbox padding value. Default 114.
+        normalize: return normalized float32 images (``normalize_on_device=False``) instead of
+            uint8. Default False.
     """
 
     def __init__(
         self,
-        image_size: int,
+        config: DataConfig | int,
         pre: Sequence[Any] = (),
         post: Sequence[Any] = (),
         min_visibility: float = 0.0,
         min_box_size: float = 1.0,
         fill: int = DEFAULT_FILL,
+        normalize: bool = False,
     ) -> None:
-        import albumentations as A
-        import cv2
-
+        self.config = as_letterbox_config(config)
+        self.image_size = self.config.image_size
         self.min_visibility = min_visibility
         self.min_box_size = min_box_size
-        self.pipeline = A.Compose(
+        self.fill = fill
+        self.normalize = normalize
+        self.pipeline = self._compose(list(pre), list(post))
+
+    def _compose(self, pre: list[Any], post: list[Any]) -> Any:
+        raise NotImplementedError
+
+    def _apply(self, image: Tensor, boxes: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+        """The pipeline on one image: image, boxes, the index of the input box each output box
+        came from, and the unclipped areas (None when visibility is already applied)."""
+        raise NotImplementedError
+
+    def __call__(
+        self, image: Tensor, boxes: Any, labels: Any, iscrowd: Any
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Transform one image and its targets.
+
+        Args:
+            image: ``uint8`` ``(3, H, W)`` RGB tensor.
+            boxes: ``(n, 4)`` xyxy boxes in its pixels (array or tensor); clipped to it first.
+            labels: ``(n,)`` labels.
+            iscrowd: ``(n,)`` crowd flags.
+
+        Returns:
+            The image ``(3, S, S)``, boxes ``(m, 4)`` float32, labels ``(m,)`` int64 and crowd
+            flags ``(m,)`` bool of the boxes kept.
+        """
+        if not (isinstance(image, Tensor) and image.ndim == 3 and image.shape[0] == 3):
+            shape = tuple(image.shape) if hasattr(image, "shape") else type(image).__name__
+            raise ValueError(f"image must be a (3, H, W) uint8 tensor, got {shape}")
+        raw = torch.as_tensor(np.asarray(boxes, dtype=np.float32)).reshape(-1, 4)
+        boxes = clip_boxes_to_image(raw, tuple(image.shape[-2:]))
+        out_img, out_boxes, index, visible_of = self._apply(image, boxes)
+        img, out_boxes, out_labels, crowd = _finish(
+            out_img.contiguous(),
+            out_boxes,
+            visible_of,
+            torch.as_tensor(np.asarray(labels), dtype=torch.long).reshape(-1)[index],
+            torch.as_tensor(np.asarray(iscrowd), dtype=torch.bool).reshape(-1)[index],
+            self.min_visibility,
+            self.min_box_size,
+        )
+        if self.normalize:
+            img = normalize_images(img, self.config.mean, self.config.std)
+        return img, out_boxes, out_labels, crowd
+
+
+class AlbumentationsTransform(BoxTransform):
+    """albumentations pipeline: ``pre`` on the original image, letterbox, then ``post``.
+
+    Arguments as :class:`BoxTransform`; needs the ``autotimm-detection[albumentations]`` extra.
+    """
+
+    def _compose(self, pre: list[Any], post: list[Any]) -> Any:
+        A = _albumentations()
+        import cv2
+
+        size = self.image_size
+        return A.Compose(
             [
                 *pre,
-                A.LongestMaxSize(max_size=image_size),
+                A.LongestMaxSize(
+                    max_size=size, interpolation=_CV2_INTERPOLATION[self.config.interpolation]
+                ),
                 A.PadIfNeeded(
-                    min_height=image_size,
-                    min_width=image_size,
+                    min_height=size,
+                    min_width=size,
                     position="top_left",
                     border_mode=cv2.BORDER_CONSTANT,
-                    fill=fill,
+                    fill=self.fill,
                 ),
                 *post,
             ],
@@ -94,154 +204,122 @@ class AlbumentationsTransform:
                 format="pascal_voc",
                 label_fields=["index"],
                 clip=True,
-                min_visibility=min_visibility,
+                min_visibility=self.min_visibility,
             ),
         )
 
-    def __call__(
-        self, image: np.ndarray, boxes: np.ndarray, labels: np.ndarray, iscrowd: np.ndarray
-    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        h, w = image.shape[:2]
-        # albumentations rejects boxes outside the image: clip on the way in.
-        boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4).copy()
-        boxes[:, 0::2] = boxes[:, 0::2].clip(0, w)
-        boxes[:, 1::2] = boxes[:, 1::2].clip(0, h)
+    def _apply(self, image: Tensor, boxes: Tensor) -> tuple[Tensor, Tensor, Tensor, None]:
         # albumentations draws from generators of its own, seeded from the OS: drawing their seed
         # from torch's generator makes the augmentation follow seed_everything, the DataLoader's
         # per-worker seeds and the generator states a checkpoint restores (exact resume).
         seed = int(torch.randint(0, 2**63 - 1, ()))
         self.pipeline.set_random_state(np.random.default_rng(seed), random.Random(seed))
-        out = self.pipeline(image=image, bboxes=boxes, index=np.arange(len(boxes)))
-        idx = torch.as_tensor(np.asarray(out["index"], dtype=np.int64))
+        hwc = np.ascontiguousarray(image.permute(1, 2, 0).numpy())  # albumentations works on HWC
+        out = self.pipeline(image=hwc, bboxes=boxes.numpy(), index=np.arange(len(boxes)))
+        index = torch.as_tensor(np.asarray(out["index"], dtype=np.int64))
         new_boxes = torch.as_tensor(np.asarray(out["bboxes"], dtype=np.float32)).reshape(-1, 4)
-        img = torch.from_numpy(np.ascontiguousarray(out["image"])).permute(2, 0, 1).contiguous()
-        before = (new_boxes[:, 2:] - new_boxes[:, :2]).prod(dim=1)
-        return _finish(
-            img,
-            new_boxes,
-            before,
-            torch.as_tensor(labels, dtype=torch.long)[idx],
-            torch.as_tensor(iscrowd, dtype=torch.bool)[idx],
-            0.0,
-            self.min_box_size,
-        )
+        img = torch.from_numpy(np.ascontiguousarray(out["image"])).permute(2, 0, 1)
+        return img, new_boxes, index, None
 
 
-def _letterbox_v2(size: int, fill: int) -> Any:
-    from torchvision import tv_tensors
-    from torchvision.transforms import v2
-    from torchvision.transforms.v2 import functional as F
-
-    class Letterbox(v2.Transform):
-        """Resize the longest side to ``size`` keeping aspect ratio, pad bottom/right to a square."""
-
-        def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
-            image = next(i for i in flat_inputs if isinstance(i, tv_tensors.Image))
-            h, w = F.get_size(image)
-            return {"new": letterbox_size(h, w, size)}
-
-        def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
-            if not isinstance(inpt, (tv_tensors.Image, tv_tensors.BoundingBoxes, tv_tensors.Mask)):
-                return inpt
-            nh, nw = params["new"]
-            out = F.resize(inpt, [nh, nw], antialias=True)
-            return F.pad(out, [0, 0, size - nw, size - nh], fill=fill)
-
-    return Letterbox()
+_CV2_INTERPOLATION = {"nearest": 0, "bilinear": 1, "bicubic": 2}  # cv2.INTER_NEAREST/LINEAR/CUBIC
 
 
-class TorchvisionTransform:
-    """torchvision.transforms.v2 pipeline with ``tv_tensors.BoundingBoxes``: ``pre``, letterbox, ``post``.
+class Letterbox(v2.Transform):
+    """Resize the longest side to ``size`` keeping aspect ratio, pad bottom/right to a square.
 
-    Same arguments and output as :class:`AlbumentationsTransform`.
+    Args:
+        size: output side.
+        fill: padding value. Default 114.
+        interpolation: ``"nearest"``, ``"bilinear"`` or ``"bicubic"`` (images; boxes and masks
+            follow exactly). Default ``"bicubic"``.
     """
 
-    def __init__(
-        self,
-        image_size: int,
-        pre: Sequence[Any] = (),
-        post: Sequence[Any] = (),
-        min_visibility: float = 0.0,
-        min_box_size: float = 1.0,
-        fill: int = DEFAULT_FILL,
-    ) -> None:
-        from torchvision.transforms import v2
+    def __init__(self, size: int, fill: int = DEFAULT_FILL, interpolation: str = "bicubic") -> None:
+        super().__init__()
+        self.size = size
+        self.fill = fill
+        self.interpolation = InterpolationMode(interpolation)
 
-        self.min_visibility = min_visibility
-        self.min_box_size = min_box_size
-        self.pipeline = v2.Compose([*pre, _letterbox_v2(image_size, fill), *post])
+    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
+        image = next(i for i in flat_inputs if isinstance(i, tv_tensors.Image))
+        h, w = F.get_size(image)
+        return {"new": letterbox_size(h, w, self.size)}
 
-    def __call__(
-        self, image: np.ndarray, boxes: np.ndarray, labels: np.ndarray, iscrowd: np.ndarray
-    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        from torchvision import tv_tensors
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        if not isinstance(inpt, (tv_tensors.Image, tv_tensors.BoundingBoxes, tv_tensors.Mask)):
+            return inpt
+        nh, nw = params["new"]
+        out = F.resize(inpt, [nh, nw], interpolation=self.interpolation, antialias=True)
+        return F.pad(out, [0, 0, self.size - nw, self.size - nh], fill=self.fill)
 
-        h, w = image.shape[:2]
-        img = tv_tensors.Image(
-            torch.from_numpy(np.require(image, requirements=["C", "W"])).permute(2, 0, 1)
-        )
-        raw = torch.as_tensor(np.asarray(boxes, dtype=np.float32)).reshape(-1, 4)
+
+class TorchvisionTransform(BoxTransform):
+    """torchvision.transforms.v2 pipeline with ``tv_tensors.BoundingBoxes``: ``pre``, letterbox,
+    ``post``. Arguments and output as :class:`BoxTransform`."""
+
+    def _compose(self, pre: list[Any], post: list[Any]) -> Any:
+        letterbox = Letterbox(self.image_size, self.fill, self.config.interpolation)
+        return v2.Compose([*pre, letterbox, *post])
+
+    def _apply(self, image: Tensor, boxes: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        h, w = image.shape[-2:]
         # The same boxes twice, through the same random parameters: clamped to the canvas after
         # every step (what survives) and never clamped (the full box), for the visible fraction.
         clamped = tv_tensors.BoundingBoxes(
-            raw, format="XYXY", canvas_size=(h, w), clamping_mode="hard"
+            boxes, format="XYXY", canvas_size=(h, w), clamping_mode="hard"
         )
-        full = tv_tensors.BoundingBoxes(raw, format="XYXY", canvas_size=(h, w), clamping_mode=None)
-        out_img, out_boxes, out_full = self.pipeline(img, clamped, full)
+        full = tv_tensors.BoundingBoxes(
+            boxes, format="XYXY", canvas_size=(h, w), clamping_mode=None
+        )
+        out_img, out_boxes, out_full = self.pipeline(tv_tensors.Image(image), clamped, full)
         out_full = out_full.as_subclass(Tensor).float()
         wh = (out_full[:, 2:] - out_full[:, :2]).clamp(min=0)
-        return _finish(
-            out_img.as_subclass(Tensor).contiguous(),
-            out_boxes.as_subclass(Tensor).float(),
-            wh.prod(dim=1),
-            torch.as_tensor(labels, dtype=torch.long),
-            torch.as_tensor(iscrowd, dtype=torch.bool),
-            self.min_visibility,
-            self.min_box_size,
-        )
+        index = torch.arange(len(boxes))  # torchvision keeps every box: _finish filters
+        return out_img.as_subclass(Tensor), out_boxes.as_subclass(Tensor).float(), index, wh.prod(1)
 
 
-def _preset_albumentations(preset: str, image_size: int, fill: int) -> list[Any]:
-    import albumentations as A
+def _albumentations() -> Any:
+    return require(
+        "albumentations",
+        "autotimm-detection[albumentations]",
+        purpose="transform_backend='albumentations'",
+    )
+
+
+def _albumentations_steps(steps: Sequence[str], size: int, fill: int) -> list[Any]:
+    A = _albumentations()
     import cv2
 
-    post: list[Any] = []
-    if preset in ("light", "default", "strong"):
-        post.append(A.HorizontalFlip(p=0.5))
-    if preset in ("default", "strong"):
-        post += [
-            A.Affine(
-                scale=(0.75, 1.25),
-                keep_ratio=True,
-                border_mode=cv2.BORDER_CONSTANT,
-                fill=fill,
-                p=0.5,
-            ),
-            A.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.02, p=0.5),
-        ]
-    if preset == "strong":
-        post.append(A.RandomResizedCrop(size=(image_size, image_size), scale=(0.25, 1.0), p=0.5))
-    return post
+    make = {
+        "hflip": lambda: A.HorizontalFlip(p=0.5),
+        "scale": lambda: A.Affine(
+            scale=(0.75, 1.25), keep_ratio=True, border_mode=cv2.BORDER_CONSTANT, fill=fill, p=0.5
+        ),
+        "colour": lambda: A.ColorJitter(
+            brightness=0.2, contrast=0.2, saturation=0.2, hue=0.02, p=0.5
+        ),
+        "crop": lambda: A.RandomResizedCrop(size=(size, size), scale=(0.25, 1.0), p=0.5),
+    }
+    return [make[s]() for s in steps]
 
 
-def _preset_torchvision(preset: str, image_size: int, fill: int) -> list[Any]:
-    from torchvision.transforms import v2
+def _torchvision_steps(steps: Sequence[str], size: int, fill: int) -> list[Any]:
+    make = {
+        "hflip": lambda: v2.RandomHorizontalFlip(p=0.5),
+        "scale": lambda: v2.RandomApply(
+            [v2.RandomAffine(degrees=0, scale=(0.75, 1.25), fill=fill)], p=0.5
+        ),
+        "colour": lambda: v2.RandomApply([v2.ColorJitter(0.2, 0.2, 0.2, 0.02)], p=0.5),
+        "crop": lambda: v2.RandomApply(
+            [v2.RandomResizedCrop((size, size), scale=(0.25, 1.0))], p=0.5
+        ),
+    }
+    return [make[s]() for s in steps]
 
-    post: list[Any] = []
-    if preset in ("light", "default", "strong"):
-        post.append(v2.RandomHorizontalFlip(p=0.5))
-    if preset in ("default", "strong"):
-        post += [
-            v2.RandomApply([v2.RandomAffine(degrees=0, scale=(0.75, 1.25), fill=fill)], p=0.5),
-            v2.RandomApply([v2.ColorJitter(0.2, 0.2, 0.2, 0.02)], p=0.5),
-        ]
-    if preset == "strong":
-        post.append(
-            v2.RandomApply(
-                [v2.RandomResizedCrop((image_size, image_size), scale=(0.25, 1.0))], p=0.5
-            )
-        )
-    return post
+
+_BACKEND_CLASSES = {"albumentations": AlbumentationsTransform, "torchvision": TorchvisionTransform}
+_BACKEND_STEPS = {"albumentations": _albumentations_steps, "torchvision": _torchvision_steps}
 
 
 def _as_list(pipeline: Any) -> list[Any]:
@@ -256,45 +334,54 @@ def _as_list(pipeline: Any) -> list[Any]:
     return [pipeline]
 
 
-def build_transform(
-    image_size: int,
+def build_detection_transform(
+    config: DataConfig | int,
     preset: str = "default",
-    backend: str = "albumentations",
+    backend: str = "torchvision",
     train: bool = True,
     custom: Any = None,
     min_visibility: float = 0.0,
     min_box_size: float = 1.0,
     fill: int = DEFAULT_FILL,
-) -> AlbumentationsTransform | TorchvisionTransform:
+    normalize: bool = False,
+) -> BoxTransform:
     """The transform of one split.
 
     Args:
-        image_size: square output side.
+        config: the DataConfig to prepare images for (``image_size``, the letterbox
+            ``interpolation``, ``mean``/``std`` when ``normalize``), or an int ``image_size``
+            (timm's default mean, std and bicubic resize).
         preset: ``"none"``, ``"light"`` (flip), ``"default"`` (flip, scale jitter, colour) or
             ``"strong"`` (adds random crops); only used when ``train``. Default ``"default"``.
-        backend: ``"albumentations"`` (default) or ``"torchvision"`` (transforms.v2).
+        backend: ``"torchvision"`` (transforms.v2, default) or ``"albumentations"`` (needs the
+            ``autotimm-detection[albumentations]`` extra). Evaluation (``train=False``) always
+            uses the torchvision letterbox, the one ``ObjectDetector.predict`` uses.
         train: augment (True) or only letterbox (False). Default True.
         custom: your own pipeline of the backend's library, run on the original image before the
-            letterbox and replacing the preset. Default None.
+            letterbox and replacing the preset (training only). Default None.
         min_visibility: drop boxes less visible than this fraction after augmentation. Default 0.
         min_box_size: drop boxes with a side shorter than this (output pixels). Default 1.0.
         fill: padding value. Default 114.
+        normalize: output normalized float32 images instead of uint8. Default False.
+
+    Raises:
+        ValueError: an unknown preset or backend (the choices are listed), or a config whose
+            ``resize_mode`` is not ``"letterbox"``.
     """
     check_choice("augmentation_preset", preset, PRESETS)
     check_choice("transform_backend", backend, BACKENDS)
+    config = as_letterbox_config(config)
+    if not train:
+        backend, custom = "torchvision", None
     pre = _as_list(custom)
-    if custom is not None or not train:
-        post = []
-    elif backend == "albumentations":
-        post = _preset_albumentations(preset, image_size, fill)
-    else:
-        post = _preset_torchvision(preset, image_size, fill)
-    cls = AlbumentationsTransform if backend == "albumentations" else TorchvisionTransform
-    return cls(
-        image_size,
+    steps = PRESET_STEPS[preset] if train and custom is None else ()
+    post = _BACKEND_STEPS[backend](steps, config.image_size, fill)
+    return _BACKEND_CLASSES[backend](
+        config,
         pre=pre,
         post=post,
         min_visibility=min_visibility,
         min_box_size=min_box_size,
         fill=fill,
+        normalize=normalize,
     )

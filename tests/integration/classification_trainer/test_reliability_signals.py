@@ -17,7 +17,7 @@ import torch
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from reliability_helpers import classifier_and_data, colour_folder, trainer
 
-from autotimm_trainer.reliability import INTERRUPTED_CHECKPOINT, InterruptCheckpoint
+from autotimm_trainer.callbacks import INTERRUPTED_CHECKPOINT, InterruptCheckpoint
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")
 
@@ -97,7 +97,7 @@ def test_sigkill_mid_epoch_leaves_loadable_checkpoints_and_resumes(tmp_path):
     script = tmp_path / "train.py"
     script.write_text(
         KILLED_SCRIPT.format(
-            tests=str(Path(__file__).parent),
+            tests=str(Path(__file__).parents[1]),
             progress=str(progress),
             ckpt_dir=str(ckpt_dir),
             data=str(data_root),

@@ -17,7 +17,7 @@ from reliability_helpers import (
     trainer,
 )
 
-from autotimm_trainer.reliability import NonFiniteLossError
+from autotimm_trainer import NonFiniteLossError
 
 
 def _digest(path) -> str:

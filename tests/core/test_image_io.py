@@ -3,7 +3,7 @@ import pytest
 import torch
 from PIL import Image
 
-from autotimm_classification.image_io import check_image_file, read_image_rgb
+from autotimm_core.data import check_image_file, read_image_rgb
 
 
 @pytest.fixture

@@ -27,7 +27,8 @@ from reliability_helpers import (
 
 pytestmark = pytest.mark.slow
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+# tests/integration, where reliability_helpers lives (the DDP script imports it).
+HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 SCRIPT = textwrap.dedent(
     """

@@ -1,0 +1,54 @@
+"""The data contract and what every task's data pipeline shares."""
+
+from autotimm_core.data.config import (
+    DEFAULT_IMAGE_SIZE,
+    INTERPOLATIONS,
+    RESIZE_MODES,
+    DataConfig,
+    coerce_data_config,
+    interpolation_name,
+    merge_data_configs,
+    resolve_data_config,
+)
+from autotimm_core.data.contract import DataContract
+from autotimm_core.data.datamodule import (
+    BACKENDS,
+    PRESETS,
+    BaseDataModule,
+    available_cpus,
+    check_batch_size,
+)
+from autotimm_core.data.image_io import (
+    IMAGE_EXTENSIONS,
+    ImageInput,
+    check_image_file,
+    is_image_file,
+    read_image,
+    read_image_rgb,
+)
+from autotimm_core.data.normalize import mean_fill, normalize_images
+
+__all__ = [
+    "BACKENDS",
+    "DEFAULT_IMAGE_SIZE",
+    "IMAGE_EXTENSIONS",
+    "INTERPOLATIONS",
+    "PRESETS",
+    "RESIZE_MODES",
+    "BaseDataModule",
+    "DataConfig",
+    "DataContract",
+    "ImageInput",
+    "available_cpus",
+    "check_batch_size",
+    "check_image_file",
+    "coerce_data_config",
+    "interpolation_name",
+    "is_image_file",
+    "mean_fill",
+    "merge_data_configs",
+    "normalize_images",
+    "read_image",
+    "read_image_rgb",
+    "resolve_data_config",
+]
