@@ -18,3 +18,10 @@ def _seeded():
     """Every test starts from the same random state."""
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture(autouse=True)
+def _in_own_folder(tmp_path, monkeypatch):
+    """Every test runs in a folder of its own: what Lightning and AutoTimm write relative to the
+    working directory (a plain Trainer's log_dir, lightning_logs/) never lands in the checkout."""
+    monkeypatch.chdir(tmp_path)

@@ -146,3 +146,176 @@ def test_duplicate_names_rejected():
 def test_bad_params_name_the_metric():
     with pytest.raises(ValueError, match=r"metric 'acc' \(Accuracy\) could not be built"):
         MetricManager([MetricConfig("acc", "Accuracy", params={"task": "nonsense"})], num_classes=2)
+
+
+def test_per_class_vectors_log_under_class_names():
+    mgr = MetricManager(
+        [
+            MetricConfig("accuracy", "Accuracy", prog_bar=True),
+            MetricConfig("recall", "Recall", params={"average": None}, prog_bar=True),
+            MetricConfig("f1", "F1Score", params={"average": None}),
+        ],
+        num_classes=3,
+        default_task="multiclass",
+    )
+    # true 0 1 2 0, predicted 0 1 2 2: class 0 has recall 1/2, class 2 precision 1/2.
+    mgr.update("val", torch.tensor([0, 1, 2, 2]), torch.tensor([0, 1, 2, 0]))
+    out = mgr.compute("val", class_names=["cat", "dog", "a/b"])
+    assert set(out) == {
+        "val/accuracy",
+        "val/recall/cat",
+        "val/recall/dog",
+        "val/recall/a_b",  # a "/" would add a level to the name
+        "val/f1/cat",
+        "val/f1/dog",
+        "val/f1/a_b",
+    }
+    values = {k: v.item() for k, (v, _) in out.items()}
+    assert values["val/recall/cat"] == pytest.approx(0.5)
+    assert values["val/recall/dog"] == pytest.approx(1.0)
+    assert values["val/recall/a_b"] == pytest.approx(1.0)
+    assert values["val/f1/cat"] == pytest.approx(2 / 3)
+    assert values["val/f1/a_b"] == pytest.approx(2 / 3)
+    assert out["val/accuracy"][1] is True
+    assert out["val/recall/cat"][1] is False  # one per class: not on the progress bar
+
+
+def test_per_class_names_fall_back_to_the_index():
+    mgr = MetricManager(
+        [MetricConfig("recall", "Recall", params={"average": None})],
+        num_classes=2,
+        default_task="multiclass",
+    )
+    mgr.update("test", torch.tensor([0, 0, 1]), torch.tensor([0, 1, 1]))
+    out = mgr.compute("test", class_names=["only_one"])
+    assert {k: v.item() for k, (v, _) in out.items()} == {
+        "test/recall/only_one": pytest.approx(1.0),
+        "test/recall/1": pytest.approx(0.5),
+    }
+
+
+def test_multilabel_per_label_vectors():
+    mgr = MetricManager(
+        [MetricConfig("f1", "F1Score", params={"average": None})],
+        num_classes=2,
+        default_task="multilabel",
+    )
+    mgr.update("val", torch.tensor([[1, 0], [1, 1]]), torch.tensor([[1, 0], [0, 1]]))
+    out = mgr.compute("val", class_names=["x", "y"])
+    # label x: tp 1, fp 1 -> f1 2/3; label y: tp 1 -> 1.
+    assert {k: v.item() for k, (v, _) in out.items()} == {
+        "val/f1/x": pytest.approx(2 / 3),
+        "val/f1/y": pytest.approx(1.0),
+    }
+
+
+class PerClassDict(torchmetrics.Metric):
+    """A result shaped like MeanAveragePrecision's with ``class_metrics=True``."""
+
+    def __init__(self, classes, per_class):
+        super().__init__()
+        self.add_state("n", default=torch.tensor(0), dist_reduce_fx="sum")
+        self.classes = torch.tensor(classes, dtype=torch.int32)
+        self.per_class = torch.tensor(per_class)
+
+    def update(self, preds, target):
+        self.n += 1
+
+    def compute(self):
+        return {
+            "map": torch.tensor(0.5),
+            "map_per_class": self.per_class,
+            "mar_100_per_class": self.per_class / 2,
+            "classes": self.classes,
+        }
+
+
+def test_map_per_class_logs_by_the_classes_entry():
+    params = {"classes": [0, 2], "per_class": [0.25, 0.75]}
+    mgr = MetricManager([MetricConfig("map", PerClassDict, params=params, stages=["val"])])
+    mgr.update("val", None, None)
+    out = mgr.compute("val", class_names=["cat", "dog", "bird"])
+    assert {k: v.item() for k, (v, _) in out.items()} == {
+        "val/map": pytest.approx(0.5),
+        "val/map/cat": pytest.approx(0.25),
+        "val/map/bird": pytest.approx(0.75),
+        "val/mar_100/cat": pytest.approx(0.125),
+        "val/mar_100/bird": pytest.approx(0.375),
+    }
+
+
+def test_map_per_class_minus_one_is_not_logged():
+    # torchmetrics' "not computed" (class_metrics=False): a 0-d -1 beside one observed class;
+    # a class seen only in predictions also scores -1.
+    params = {"classes": 1, "per_class": -1.0}
+    mgr = MetricManager([MetricConfig("map", PerClassDict, params=params, stages=["val"])])
+    mgr.update("val", None, None)
+    assert set(mgr.compute("val")) == {"val/map"}
+
+
+def test_confusion_matrix_is_returned_apart_from_the_scalars():
+    mgr = MetricManager(
+        [MetricConfig("accuracy", "Accuracy", stages=["val"])],
+        num_classes=3,
+        default_task="multiclass",
+        confusion_matrix=("val", "test"),
+    )
+    assert mgr.has("test") and not mgr.has("train")
+    logits = torch.tensor([[3.0, 0, 0], [0, 3.0, 0], [0, 0, 3.0], [0, 0, 3.0]])
+    mgr.update("val", logits, torch.tensor([0, 1, 2, 0]))
+    results = mgr.compute_all("val")
+    assert set(results.scalars) == {"val/accuracy"}
+    assert results.matrices["confusion_matrix"].tolist() == [[1, 0, 1], [0, 1, 0], [0, 0, 1]]
+    assert mgr.compute_all("val").matrices == {}  # reset
+
+
+def test_configured_confusion_matrix_is_kept_not_dropped():
+    mgr = MetricManager(
+        [MetricConfig("cm", "ConfusionMatrix", stages=["test"])],
+        num_classes=2,
+        default_task="multiclass",
+    )
+    mgr.update("test", torch.tensor([0, 1, 1]), torch.tensor([0, 0, 1]))
+    results = mgr.compute_all("test")
+    assert results.scalars == {}
+    assert results.matrices["cm"].tolist() == [[1, 1], [0, 1]]
+
+
+def test_confusion_matrix_needs_a_multiclass_task():
+    with pytest.raises(ValueError, match=r"confusion_matrix needs num_classes and default_task"):
+        MetricManager([], num_classes=3, default_task="multilabel", confusion_matrix=["val"])
+    with pytest.raises(ValueError, match=r"confusion_matrix must be stages among"):
+        MetricManager([], num_classes=3, default_task="multiclass", confusion_matrix=["valid"])
+
+
+def test_mean_average_precision_class_metrics_log_per_class():
+    pytest.importorskip("pycocotools")
+    mgr = MetricManager(
+        [
+            MetricConfig(
+                "map",
+                "MeanAveragePrecision",
+                params={"class_metrics": True, "backend": "pycocotools"},
+                stages=["val"],
+            )
+        ],
+        num_classes=3,
+    )
+    box = torch.tensor([[0.0, 0.0, 10.0, 10.0]])
+    preds = [{"boxes": box, "scores": torch.tensor([0.9]), "labels": torch.tensor([2])}]
+    mgr.update("val", preds, [{"boxes": box, "labels": torch.tensor([2])}])
+    out = {k: v.item() for k, (v, _) in mgr.compute("val", ["cat", "dog", "bird"]).items()}
+    assert out["val/map"] == pytest.approx(1.0)
+    assert out["val/map/bird"] == pytest.approx(1.0)  # the one observed class, by name
+    assert out["val/mar_100/bird"] == pytest.approx(1.0)
+    assert not any(k.endswith(("/cat", "/dog")) for k in out)
+
+
+def test_multilabel_classes_without_a_task_argument_get_num_labels_filled_in():
+    from autotimm_core.metrics import build_metric
+
+    config = MetricConfig(name="map", metric_class="MultilabelAveragePrecision", stages=["val"])
+    metric = build_metric(config, num_classes=4, default_task="multilabel")
+    assert metric.num_labels == 4
+    config = MetricConfig(name="acc", metric_class="MulticlassAccuracy", stages=["val"])
+    assert build_metric(config, num_classes=5, default_task="multiclass").num_classes == 5

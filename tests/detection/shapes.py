@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -69,3 +70,96 @@ def make_dataset(
     if num_test:
         make_split(root, "test", num_test, seed=3, **kw)
     return root
+
+
+# ----------------------------------------------------------------------------- other layouts
+# The same generated images and boxes written in the YOLO, Pascal VOC and CSV layouts, so the
+# readers can be compared with the COCO one.
+
+
+def _coco_split(root: Path, split: str) -> tuple[dict, dict[int, str]]:
+    data = json.loads((root / "annotations" / f"instances_{split}2017.json").read_text())
+    return data, {c["id"]: c["name"] for c in data["categories"]}
+
+
+def _boxes_of(data: dict, image_id: int) -> list[dict]:
+    return [a for a in data["annotations"] if a["image_id"] == image_id]
+
+
+def to_yolo(coco_root: Path, out: Path, splits: tuple[str, ...] = ("train", "val")) -> Path:
+    """Ultralytics' layout (``images/{split}``, ``labels/{split}``, ``data.yaml``) of a COCO
+    layout made by :func:`make_dataset`; class index ``i`` is the ``i``-th category."""
+    names: list[str] = []
+    for split in splits:
+        data, _ = _coco_split(coco_root, split)
+        names = [c["name"] for c in data["categories"]]
+        index = {c["id"]: i for i, c in enumerate(data["categories"])}
+        (out / "images" / split).mkdir(parents=True, exist_ok=True)
+        (out / "labels" / split).mkdir(parents=True, exist_ok=True)
+        for img in data["images"]:
+            shutil.copy(coco_root / f"{split}2017" / img["file_name"], out / "images" / split)
+            w, h = img["width"], img["height"]
+            lines = [
+                f"{index[a['category_id']]} {(x + bw / 2) / w:.6f} {(y + bh / 2) / h:.6f} "
+                f"{bw / w:.6f} {bh / h:.6f}"
+                for a in _boxes_of(data, img["id"])
+                for x, y, bw, bh in [a["bbox"]]
+            ]
+            if lines:  # an image without objects has no label file, as Ultralytics writes it
+                stem = Path(img["file_name"]).stem
+                (out / "labels" / split / f"{stem}.txt").write_text("\n".join(lines) + "\n")
+    entries = "\n".join(f"{s}: images/{s}" for s in splits)
+    (out / "data.yaml").write_text(f"path: {out}\n{entries}\nnames: {json.dumps(names)}\n")
+    return out
+
+
+def to_voc(coco_root: Path, out: Path, splits: tuple[str, ...] = ("train", "val")) -> Path:
+    """Pascal VOC's layout of a COCO layout (image ``{split}_{file_name}``); ``iscrowd`` boxes
+    become ``difficult`` ones. VOC's
+    corners are 1-based and inclusive: pixel box ``[x, x + w]`` is ``xmin = x + 1, xmax = x + w``."""
+    (out / "ImageSets" / "Main").mkdir(parents=True, exist_ok=True)
+    (out / "Annotations").mkdir(exist_ok=True)
+    (out / "JPEGImages").mkdir(exist_ok=True)
+    for split in splits:
+        data, names = _coco_split(coco_root, split)
+        ids = []
+        for img in data["images"]:
+            # VOC's ids are unique across splits (one JPEGImages/ folder): prefixed by the split.
+            name = f"{split}_{img['file_name']}"
+            stem = Path(name).stem
+            ids.append(stem)
+            shutil.copy(coco_root / f"{split}2017" / img["file_name"], out / "JPEGImages" / name)
+            objects = "".join(
+                f"<object><name>{names[a['category_id']]}</name>"
+                f"<difficult>{int(a.get('iscrowd', 0))}</difficult><bndbox>"
+                f"<xmin>{x + 1}</xmin><ymin>{y + 1}</ymin>"
+                f"<xmax>{x + bw}</xmax><ymax>{y + bh}</ymax></bndbox></object>"
+                for a in _boxes_of(data, img["id"])
+                for x, y, bw, bh in [a["bbox"]]
+            )
+            (out / "Annotations" / f"{stem}.xml").write_text(
+                f"<annotation><filename>{name}</filename><size><width>{img['width']}</width>"
+                f"<height>{img['height']}</height><depth>3</depth></size>{objects}</annotation>"
+            )
+        (out / "ImageSets" / "Main" / f"{split}.txt").write_text("\n".join(ids) + "\n")
+    return out
+
+
+def to_csv(coco_root: Path, out: Path, splits: tuple[str, ...] = ("train", "val")) -> Path:
+    """``{split}.csv`` files (``image_path,x_min,y_min,x_max,y_max,label``, paths relative to
+    ``out``) of a COCO layout; an image without objects gets one row with empty box columns."""
+    for split in splits:
+        data, names = _coco_split(coco_root, split)
+        (out / split).mkdir(parents=True, exist_ok=True)
+        rows = ["image_path,x_min,y_min,x_max,y_max,label"]
+        for img in data["images"]:
+            shutil.copy(coco_root / f"{split}2017" / img["file_name"], out / split)
+            path = f"{split}/{img['file_name']}"
+            boxes = _boxes_of(data, img["id"])
+            rows += [
+                f"{path},{x},{y},{x + bw},{y + bh},{names[a['category_id']]}"
+                for a in boxes
+                for x, y, bw, bh in [a["bbox"]]
+            ] or [f"{path},,,,,"]
+        (out / f"{split}.csv").write_text("\n".join(rows) + "\n")
+    return out

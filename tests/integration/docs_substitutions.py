@@ -101,7 +101,7 @@ SUBSTITUTIONS: list[Substitution] = [
         "loader processes are set below",
     ),
     Substitution(
-        r"\b(ImageDataModule|DetectionDataModule)\(",
+        r"\b(ImageDataModule|MultiLabelImageDataModule|DetectionDataModule)\(",
         r"\1(num_workers=0, ",
         "no loader worker processes in tests (the default is 4)",
     ),
@@ -171,6 +171,7 @@ def substitute(code: str) -> tuple[str, list[Substitution]]:
 API_MODULES: dict[str, str] = {
     "ImageClassifier": "autotimm_classification",
     "ImageDataModule": "autotimm_classification",
+    "MultiLabelImageDataModule": "autotimm_classification",
     "ObjectDetector": "autotimm_detection",
     "DetectionDataModule": "autotimm_detection",
     "draw_detections": "autotimm_detection",

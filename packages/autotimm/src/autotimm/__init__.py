@@ -46,6 +46,7 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     "BUILTIN_DATASETS": ("autotimm_classification", "classification"),
     "ImageClassifier": ("autotimm_classification", "classification"),
     "ImageDataModule": ("autotimm_classification", "classification"),
+    "MultiLabelImageDataModule": ("autotimm_classification", "classification"),
     "build_classification_transform": ("autotimm_classification", "classification"),
     "read_image_rgb": ("autotimm_classification", "classification"),
     # detection
@@ -56,6 +57,9 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     "build_detection_transform": ("autotimm_detection", "detection"),
     "draw_detections": ("autotimm_detection", "detection"),
     "load_coco": ("autotimm_detection", "detection"),
+    "load_csv": ("autotimm_detection", "detection"),
+    "load_voc": ("autotimm_detection", "detection"),
+    "load_yolo": ("autotimm_detection", "detection"),
     # trainer
     "AutoTrainer": ("autotimm_trainer", "trainer"),
     "FiniteCheck": ("autotimm_trainer", "trainer"),
@@ -83,6 +87,7 @@ __all__ = [
     "LoggingConfig",
     "MetricConfig",
     "MetricManager",
+    "MultiLabelImageDataModule",
     "NonFiniteLossError",
     "ObjectDetector",
     "Registry",
@@ -99,6 +104,9 @@ __all__ = [
     "list_optimizers",
     "list_schedulers",
     "load_coco",
+    "load_csv",
+    "load_voc",
+    "load_yolo",
     "read_image",
     "read_image_rgb",
     "resolve_data_config",
@@ -111,6 +119,7 @@ if TYPE_CHECKING:  # for IDEs and type checkers; nothing is imported at run time
         BUILTIN_DATASETS,
         ImageClassifier,
         ImageDataModule,
+        MultiLabelImageDataModule,
         build_classification_transform,
         read_image_rgb,
     )
@@ -146,6 +155,9 @@ if TYPE_CHECKING:  # for IDEs and type checkers; nothing is imported at run time
         build_detection_transform,
         draw_detections,
         load_coco,
+        load_csv,
+        load_voc,
+        load_yolo,
     )
     from autotimm_trainer import (
         AutoTrainer,

@@ -3,6 +3,7 @@
 from autotimm_classification.builtin import BUILTIN_DATASETS
 from autotimm_classification.data import ImageDataModule
 from autotimm_classification.model import ImageClassifier
+from autotimm_classification.multilabel import MultiLabelImageDataModule
 from autotimm_classification.transforms import build_classification_transform
 from autotimm_core._imports import distribution_version
 
@@ -15,6 +16,7 @@ __all__ = [
     "BUILTIN_DATASETS",
     "ImageClassifier",
     "ImageDataModule",
+    "MultiLabelImageDataModule",
     "__version__",
     "build_classification_transform",
     "read_image_rgb",

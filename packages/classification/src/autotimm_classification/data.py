@@ -1,4 +1,4 @@
-"""ImageDataModule: image folders or a built-in data set, as Lightning data loaders."""
+"""ImageDataModule: image folders, CSV files or a built-in data set, as Lightning data loaders."""
 
 from __future__ import annotations
 
@@ -17,6 +17,14 @@ from autotimm_classification.builtin import (
     load_builtin,
     resolve_dataset_name,
 )
+from autotimm_classification.csv_data import (
+    CsvTable,
+    check_images_exist,
+    image_paths,
+    label_indices,
+    read_csv_table,
+    single_labels,
+)
 from autotimm_classification.datasets import (
     ArrayImageDataset,
     ImageFileDataset,
@@ -31,55 +39,21 @@ from autotimm_core.data import BaseDataModule, check_image_file
 Split = ImageFileDataset | ArrayImageDataset
 
 
-class ImageDataModule(BaseDataModule):
-    """Image classification data: image folders, or a built-in data set by name.
+class ClassificationDataModule(BaseDataModule):
+    """What the classification data modules share: labelled image splits, their transforms
+    (``build_classification_transform`` from :attr:`data_config`), the held-out validation
+    split, ``verify``, and loaders that skip unreadable files (counted at the end of each epoch).
 
-    Folder layout: ``data_dir/train/<class>/<images>``, optionally ``data_dir/val/<class>/...``
-    (otherwise a seeded, stratified ``val_split`` of train) and ``data_dir/test/<class>/...``.
-    Class names are sorted; the training split's mapping holds for all splits. ``class_names`` and
-    ``num_classes`` are set by ``setup``.
-
-    Images are decoded by ``torchvision.io`` to uint8 tensors, augmented on uint8, and normalized
-    last: by default after the batch reaches the model's device (``normalize_on_device``), so
-    that the workers hand over, and the GPU copy moves, a quarter of the bytes.
-
-    How images are sized and normalized is :attr:`data_config`: this module's own arguments,
-    merged with the model's ``data_config`` when a fit, validation, test or prediction starts
-    (``autotimm_core.DataContract``): what is left unset here follows the model (its backbone's
-    pretrained config); a value set differently here and on the model is an error naming both.
-
-    Unreadable files never stop a run: ``verify=True`` finds empty, unknown and truncated files
-    at ``setup`` from their headers and ends, and any that still fail to decode are skipped with
-    a warning naming them, plus a count at the end of the epoch.
+    A subclass reads ``train_dataset``, ``val_dataset``, ``test_dataset`` and ``class_names`` in
+    :meth:`read_splits`, which the first ``setup`` calls.
 
     Args:
-        data_dir: folder with ``train/`` (``val/``, ``test/``), or where a built-in data set is
-            downloaded to. Default ``"./data"``.
-        dataset_name: a built-in data set instead of folders: ``"CIFAR10"``, ``"CIFAR100"``,
-            ``"MNIST"``, ``"FashionMNIST"`` (downloaded by torchvision; grey ones become RGB) or
-            ``"digits"`` (scikit-learn's handwritten digits, offline). Any case. Default None.
-        val_split: fraction of the training split used for validation when there is no
-            ``val/`` folder (or for the built-in sets); 0 disables validation. Default 0.1.
-        seed: seed of the validation split. Default 42.
-        verify: check every image file's header and end at ``setup`` and leave broken ones
-            out, with one warning listing them. Default False.
-        download: let ``prepare_data`` download a torchvision data set. Default True.
-        **kwargs: the arguments every data module takes (see
-            :class:`~autotimm_core.data.BaseDataModule`): ``image_size`` (default None: the
-            model's, i.e. its backbone's pretrained input size, else 224), ``batch_size``
-            (default 32), ``num_workers`` (4, capped at the CPUs), ``augmentation_preset``
-            (``"none"``, ``"light"``, ``"default"``: random-resized crop + flip, ``"strong"``:
-            adds TrivialAugment-style ops and random erasing; see
-            ``build_classification_transform``), ``transform_backend`` (``"torchvision"`` or
-            ``"albumentations"``, the ``autotimm-classification[albumentations]`` extra),
-            ``mean``, ``std``, ``interpolation`` (default None: the model's), ``normalize_on_device``
-            (True), ``pin_memory``, ``persistent_workers``.
-
-    Raises:
-        ValueError: an unknown ``dataset_name``, preset, backend or interpolation, or a bad
-            number (at construction); FileNotFoundError/ValueError for a missing or empty folder
-            or class folder (at ``setup``).
-        ImportError: ``transform_backend="albumentations"`` without the extra installed.
+        val_split: fraction of the training split held out for validation when there is no
+            validation split of its own; 0 disables validation. Default 0.1.
+        seed: seed of that draw. Default 42.
+        verify: check every image file's header and end at ``setup`` and leave broken (or
+            missing) ones out, with one warning listing them. Default False.
+        **kwargs: the arguments of :class:`~autotimm_core.data.BaseDataModule`.
     """
 
     resize_mode = "crop"
@@ -87,27 +61,14 @@ class ImageDataModule(BaseDataModule):
     distribution = "autotimm-classification"
 
     def __init__(
-        self,
-        data_dir: str | os.PathLike = "./data",
-        dataset_name: str | None = None,
-        val_split: float = 0.1,
-        seed: int = 42,
-        verify: bool = False,
-        download: bool = True,
-        **kwargs: Any,
+        self, val_split: float = 0.1, seed: int = 42, verify: bool = False, **kwargs: Any
     ) -> None:
         super().__init__(**kwargs)
-        # Checkpoints load with weights_only=True, which refuses Path objects.
-        self.hparams["data_dir"] = os.fspath(data_dir)
         if not (isinstance(val_split, (int, float)) and 0 <= val_split < 1):
             raise ValueError(f"val_split must be in [0, 1), got {val_split!r}")
-        self.data_dir = Path(data_dir)
-        self.dataset_key = None if dataset_name is None else resolve_dataset_name(dataset_name)
-        self.dataset_name = dataset_name
         self.val_split = float(val_split)
         self.seed = seed
         self.verify = verify
-        self.download = download
         self.class_names: list[str] | None = None
         self.train_dataset: Split | None = None
         self.val_dataset: Split | None = None
@@ -119,18 +80,14 @@ class ImageDataModule(BaseDataModule):
         return None if self.class_names is None else len(self.class_names)
 
     # ------------------------------------------------------------------ preparing
-    def prepare_data(self) -> None:
-        """Download a torchvision data set (once per node)."""
-        if self.dataset_key is not None and self.download:
-            download_builtin(self.dataset_key, self.data_dir)
+    def read_splits(self, stage: str | None) -> None:
+        """Read the splits and set ``class_names`` (the first ``setup`` calls it)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement read_splits")
 
     def setup(self, stage: str | None = None) -> None:
         """Read the splits (once) and build their transforms from :attr:`data_config`."""
         if self.class_names is None:
-            if self.dataset_key is not None:
-                self._setup_builtin()
-            else:
-                self._setup_folders(stage)
+            self.read_splits(stage)
         self._build_transforms()
         self._attach_skip_report()
 
@@ -152,6 +109,227 @@ class ImageDataModule(BaseDataModule):
         ):
             if ds is not None:
                 ds.transform = tf
+
+    def _split_train(
+        self, train: Split, strata: list[int] | None = None
+    ) -> tuple[Split, Split | None]:
+        """``(train, val)`` with ``val_split`` of ``train`` held out, seeded and stratified by
+        ``strata`` (default: the dataset's class indices)."""
+        if self.val_split == 0:
+            return train, None
+        keep, held = stratified_split(
+            train.targets if strata is None else strata, self.val_split, self.seed
+        )
+        return train.subset(keep), train.subset(held)
+
+    def _csv_image_paths(
+        self, table: CsvTable, column: str, image_dir: str | os.PathLike | None
+    ) -> list[str]:
+        """The image path of each row of ``table``. A missing file is an error naming its CSV
+        line, except with ``verify``, which leaves it out as it does broken files."""
+        paths = image_paths(table, column, "image_column", image_dir)
+        if not self.verify:
+            check_images_exist(table, paths)
+        return paths
+
+    def _verified(self, samples: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
+        if not self.verify:
+            return samples
+        with ThreadPoolExecutor(max_workers=max(self.num_workers, 1)) as pool:
+            problems = list(pool.map(check_image_file, [p for p, _ in samples]))
+        bad = [(p, why) for (p, _), why in zip(samples, problems) if why is not None]
+        if bad:
+            listing = "; ".join(f"{p} ({why})" for p, why in bad[:20])
+            more = f"; and {len(bad) - 20} more" if len(bad) > 20 else ""
+            if len(bad) == len(samples):
+                folder = os.path.dirname(os.path.commonpath([p for p, _ in samples]))
+                raise ValueError(
+                    f"verify: none of the {len(samples)} image files under '{folder}' can be "
+                    f"read: {listing}{more}"
+                )
+            warnings.warn(
+                f"verify: left out {len(bad)} of {len(samples)} image files that cannot be read: "
+                f"{listing}{more}",
+                UserWarning,
+                stacklevel=3,
+            )
+        return [s for s, why in zip(samples, problems) if why is None]
+
+    # ------------------------------------------------------------------ loaders
+    def _loader(self, dataset: Split | None, train: bool) -> DataLoader:
+        if dataset is None:
+            raise RuntimeError(
+                f"This split is not available: call setup() first, or {self._how_to_add_split()}"
+            )
+        # collate_skip_broken drops the items of unreadable files (None) from each batch.
+        return self.make_loader(dataset, train, collate_fn=collate_skip_broken)
+
+    def _how_to_add_split(self) -> str:
+        """How to add a split that is missing (for the loaders' errors)."""
+        return "pass its CSV file"
+
+    def _no_test_split(self) -> str:
+        """The error of ``test_dataloader`` without a test split."""
+        return "No test split: pass test_csv, a CSV file of the test images"
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_dataset, train=True)
+
+    def val_dataloader(self) -> DataLoader | list:
+        # No validation split (val_split=0, no val/ folder): an empty list disables validation.
+        return [] if self.val_dataset is None else self._loader(self.val_dataset, train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        if self.test_dataset is None:
+            raise RuntimeError(self._no_test_split())
+        return self._loader(self.test_dataset, train=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        """The test split, else the validation split."""
+        dataset = self.test_dataset if self.test_dataset is not None else self.val_dataset
+        return self._loader(dataset, train=False)
+
+    # ------------------------------------------------------------------ skipped files
+    def _attach_skip_report(self) -> None:
+        trainer = self.trainer
+        if trainer is None or any(isinstance(c, _SkippedImagesReport) for c in trainer.callbacks):
+            return
+        trainer.callbacks.append(_SkippedImagesReport(self))
+
+
+class ImageDataModule(ClassificationDataModule):
+    """Image classification data: image folders, CSV files, or a built-in data set by name.
+
+    Folder layout: ``data_dir/train/<class>/<images>``, optionally ``data_dir/val/<class>/...``
+    (otherwise a seeded, stratified ``val_split`` of train) and ``data_dir/test/<class>/...``.
+    Class names are sorted; the training split's mapping holds for all splits. ``class_names`` and
+    ``num_classes`` are set by ``setup``.
+
+    CSV files instead (``train_csv``): a header row, then one row per image with its path
+    (relative to ``image_dir``) and its label, e.g. ``image_path,label`` / ``cats/1.jpg,cat``.
+    Class names are the training CSV's labels, sorted; a label of ``val_csv`` or ``test_csv``
+    that it lacks is an error naming the file, line and label. Without ``val_csv``, a seeded,
+    stratified ``val_split`` of the training rows validates. A listed image file that does not
+    exist is an error naming its CSV line, unless ``verify=True`` leaves it out.
+
+    Images are decoded by ``torchvision.io`` to uint8 tensors, augmented on uint8, and normalized
+    last: by default after the batch reaches the model's device (``normalize_on_device``), so
+    that the workers hand over, and the GPU copy moves, a quarter of the bytes.
+
+    How images are sized and normalized is :attr:`data_config`: this module's own arguments,
+    merged with the model's ``data_config`` when a fit, validation, test or prediction starts
+    (``autotimm_core.DataContract``): what is left unset here follows the model (its backbone's
+    pretrained config); a value set differently here and on the model is an error naming both.
+
+    Unreadable files never stop a run: ``verify=True`` finds empty, unknown and truncated files
+    at ``setup`` from their headers and ends, and any that still fail to decode are skipped with
+    a warning naming them, plus a count at the end of the epoch.
+
+    Args:
+        data_dir: folder with ``train/`` (``val/``, ``test/``), or where a built-in data set is
+            downloaded to. Default None: ``"./data"`` (not used with ``train_csv``).
+        dataset_name: a built-in data set instead of folders: ``"CIFAR10"``, ``"CIFAR100"``,
+            ``"MNIST"``, ``"FashionMNIST"`` (downloaded by torchvision; grey ones become RGB) or
+            ``"digits"`` (scikit-learn's handwritten digits, offline). Any case. Default None.
+        val_split: fraction of the training split used for validation when there is no
+            ``val/`` folder or ``val_csv`` (or for the built-in sets); 0 disables validation.
+            Default 0.1.
+        seed: seed of the validation split. Default 42.
+        verify: check every image file's header and end at ``setup`` and leave broken (and, with
+            CSV files, missing) ones out, with one warning listing them. Default False.
+        download: let ``prepare_data`` download a torchvision data set. Default True.
+        train_csv: CSV file of the training images, instead of folders. Default None.
+        val_csv: CSV file of the validation images (needs ``train_csv``). Default None.
+        test_csv: CSV file of the test images (needs ``train_csv``). Default None.
+        image_dir: folder the CSV image paths are relative to (absolute paths are kept).
+            Default None: each CSV file's own folder.
+        image_column: the CSV column of image paths. Default ``"image_path"``.
+        label_column: the CSV column of labels (class names). Default ``"label"``.
+        **kwargs: the arguments every data module takes (see
+            :class:`~autotimm_core.data.BaseDataModule`): ``image_size`` (default None: the
+            model's, i.e. its backbone's pretrained input size, else 224), ``batch_size``
+            (default 32), ``num_workers`` (4, capped at the CPUs), ``augmentation_preset``
+            (``"none"``, ``"light"``, ``"default"``: random-resized crop + flip, ``"strong"``:
+            adds TrivialAugment-style ops and random erasing; see
+            ``build_classification_transform``), ``transform_backend`` (``"torchvision"`` or
+            ``"albumentations"``, the ``autotimm-classification[albumentations]`` extra),
+            ``mean``, ``std``, ``interpolation`` (default None: the model's), ``normalize_on_device``
+            (True), ``pin_memory``, ``persistent_workers``.
+
+    Raises:
+        ValueError: an unknown ``dataset_name``, preset, backend or interpolation, a bad number,
+            or two data sources at once (``train_csv`` with ``data_dir`` or ``dataset_name``)
+            (at construction); FileNotFoundError/ValueError for a missing or empty folder or
+            class folder, or a missing or bad CSV file, column, row or image (at ``setup``).
+        ImportError: ``transform_backend="albumentations"`` without the extra installed.
+    """
+
+    def __init__(
+        self,
+        data_dir: str | os.PathLike | None = None,
+        dataset_name: str | None = None,
+        val_split: float = 0.1,
+        seed: int = 42,
+        verify: bool = False,
+        download: bool = True,
+        train_csv: str | os.PathLike | None = None,
+        val_csv: str | os.PathLike | None = None,
+        test_csv: str | os.PathLike | None = None,
+        image_dir: str | os.PathLike | None = None,
+        image_column: str = "image_path",
+        label_column: str = "label",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(val_split=val_split, seed=seed, verify=verify, **kwargs)
+        if train_csv is not None:
+            if dataset_name is not None:
+                raise ValueError(
+                    "train_csv and dataset_name are two data sources: pass train_csv (your CSV "
+                    "files) or dataset_name (a built-in data set), not both"
+                )
+            if data_dir is not None:
+                raise ValueError(
+                    "train_csv and data_dir are two data sources: pass train_csv (CSV files; "
+                    "image paths are relative to image_dir) or data_dir (image folders), not both"
+                )
+        else:
+            given = [n for n, v in (("val_csv", val_csv), ("test_csv", test_csv)) if v is not None]
+            if image_dir is not None:
+                given.append("image_dir")
+            if given:
+                raise ValueError(
+                    f"{', '.join(given)} need(s) train_csv: the class names come from the "
+                    "training CSV"
+                )
+        if image_column == label_column:
+            raise ValueError(
+                f"image_column and label_column must differ, both are {image_column!r}"
+            )
+        data_dir = "./data" if data_dir is None else data_dir
+        self.data_dir = Path(data_dir)
+        self.dataset_key = None if dataset_name is None else resolve_dataset_name(dataset_name)
+        self.dataset_name = dataset_name
+        self.download = download
+        self.train_csv = None if train_csv is None else Path(train_csv)
+        self.val_csv = None if val_csv is None else Path(val_csv)
+        self.test_csv = None if test_csv is None else Path(test_csv)
+        self.image_dir = None if image_dir is None else Path(image_dir)
+        self.image_column = image_column
+        self.label_column = label_column
+
+    # ------------------------------------------------------------------ preparing
+    def prepare_data(self) -> None:
+        """Download a torchvision data set (once per node)."""
+        if self.dataset_key is not None and self.download:
+            download_builtin(self.dataset_key, self.data_dir)
+
+    def read_splits(self, stage: str | None) -> None:
+        if self.train_csv is not None:
+            self._setup_csv()
+        elif self.dataset_key is not None:
+            self._setup_builtin()
+        else:
+            self._setup_folders(stage)
 
     def _setup_builtin(self) -> None:
         train, classes = load_builtin(self.dataset_key, self.data_dir, "train")
@@ -180,73 +358,43 @@ class ImageDataModule(BaseDataModule):
             self.test_dataset = ImageFileDataset(self._verified(scan_split(test_dir, class_to_idx)))
         self.class_names = classes
 
-    def _split_train(self, train: Split) -> tuple[Split, Split | None]:
-        if self.val_split == 0:
-            return train, None
-        keep, held = stratified_split(train.targets, self.val_split, self.seed)
-        return train.subset(keep), train.subset(held)
+    def _setup_csv(self) -> None:
+        train_table = read_csv_table(self.train_csv)
+        train_labels = single_labels(train_table, self.label_column)
+        classes = sorted(set(train_labels))
+        class_to_idx = {name: i for i, name in enumerate(classes)}
 
-    def _verified(self, samples: list[tuple[str, int]]) -> list[tuple[str, int]]:
-        if not self.verify:
-            return samples
-        with ThreadPoolExecutor(max_workers=max(self.num_workers, 1)) as pool:
-            problems = list(pool.map(check_image_file, [p for p, _ in samples]))
-        bad = [(p, why) for (p, _), why in zip(samples, problems) if why is not None]
-        if bad:
-            listing = "; ".join(f"{p} ({why})" for p, why in bad[:20])
-            more = f"; and {len(bad) - 20} more" if len(bad) > 20 else ""
-            if len(bad) == len(samples):
-                folder = os.path.dirname(os.path.commonpath([p for p, _ in samples]))
-                raise ValueError(
-                    f"verify: none of the {len(samples)} image files under '{folder}' can be "
-                    f"read: {listing}{more}"
-                )
-            warnings.warn(
-                f"verify: left out {len(bad)} of {len(samples)} image files that cannot be read: "
-                f"{listing}{more}",
-                UserWarning,
-                stacklevel=3,
-            )
-        return [s for s, why in zip(samples, problems) if why is None]
+        def split(table: CsvTable, labels: list[str]) -> ImageFileDataset:
+            targets = label_indices(table, labels, self.label_column, class_to_idx, self.train_csv)
+            paths = self._csv_image_paths(table, self.image_column, self.image_dir)
+            return ImageFileDataset(self._verified(list(zip(paths, targets))))
+
+        train = split(train_table, train_labels)
+        if self.val_csv is not None:
+            val_table = read_csv_table(self.val_csv)
+            self.train_dataset = train
+            self.val_dataset = split(val_table, single_labels(val_table, self.label_column))
+        else:
+            self.train_dataset, self.val_dataset = self._split_train(train)
+        if self.test_csv is not None:
+            test_table = read_csv_table(self.test_csv)
+            self.test_dataset = split(test_table, single_labels(test_table, self.label_column))
+        self.class_names = classes
 
     # ------------------------------------------------------------------ loaders
-    def _loader(self, dataset: Split | None, train: bool) -> DataLoader:
-        if dataset is None:
-            raise RuntimeError("This split is not available: call setup() first, or add its folder")
-        # collate_skip_broken drops the items of unreadable files (None) from each batch.
-        return self.make_loader(dataset, train, collate_fn=collate_skip_broken)
+    def _how_to_add_split(self) -> str:
+        return "pass its CSV file" if self.train_csv is not None else "add its folder"
 
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_dataset, train=True)
-
-    def val_dataloader(self) -> DataLoader | list:
-        # No validation split (val_split=0, no val/ folder): an empty list disables validation.
-        return [] if self.val_dataset is None else self._loader(self.val_dataset, train=False)
-
-    def test_dataloader(self) -> DataLoader:
-        if self.test_dataset is None:
-            raise RuntimeError(
-                f"No test split: add a '{self.data_dir / 'test'}' folder with one folder per class"
-            )
-        return self._loader(self.test_dataset, train=False)
-
-    def predict_dataloader(self) -> DataLoader:
-        """The test split, else the validation split."""
-        dataset = self.test_dataset if self.test_dataset is not None else self.val_dataset
-        return self._loader(dataset, train=False)
-
-    # ------------------------------------------------------------------ skipped files
-    def _attach_skip_report(self) -> None:
-        trainer = self.trainer
-        if trainer is None or any(isinstance(c, _SkippedImagesReport) for c in trainer.callbacks):
-            return
-        trainer.callbacks.append(_SkippedImagesReport(self))
+    def _no_test_split(self) -> str:
+        if self.train_csv is not None:
+            return super()._no_test_split()
+        return f"No test split: add a '{self.data_dir / 'test'}' folder with one folder per class"
 
 
 class _SkippedImagesReport(Callback):
     """Warns at the end of each epoch how many unreadable images its data loaders skipped."""
 
-    def __init__(self, datamodule: ImageDataModule) -> None:
+    def __init__(self, datamodule: ClassificationDataModule) -> None:
         self.datamodule = datamodule
         self.reported: dict[str, int] = {}
 

@@ -1,4 +1,4 @@
-"""Datasets behind ImageDataModule: image folders, in-memory arrays, and the built-in sets."""
+"""Datasets behind the data modules: image files (folders, CSV lists), in-memory arrays."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ from torch.utils.data import Dataset, default_collate, get_worker_info
 from autotimm_core.data import is_image_file, read_image_rgb
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
+#: A sample's target: a class index, or a multi-hot float vector (multi-label).
+Target = int | torch.Tensor
 
 #: Largest DataLoader worker count whose skipped-file counts are kept apart (more share a slot).
 _COUNTER_SLOTS = 65
@@ -120,17 +122,18 @@ class _SkipCounter:
 
 
 class ImageFileDataset(Dataset):
-    """Image files with integer labels, decoded to uint8 tensors by ``read_image_rgb``.
+    """Image files with their targets, decoded to uint8 tensors by ``read_image_rgb``.
 
     An unreadable file gives ``None`` (dropped by ``collate_skip_broken``) and a warning naming it,
     instead of an exception inside a DataLoader worker; ``skipped`` counts them.
 
     Args:
-        samples: ``(path, label)`` pairs.
+        samples: ``(path, target)`` pairs: a class index, or a multi-hot float tensor
+            ``(num_classes,)`` for multi-label data.
         transform: applied to each ``(3, H, W)`` uint8 tensor. Default None (returned as is).
     """
 
-    def __init__(self, samples: Sequence[tuple[str, int]], transform: Transform | None = None):
+    def __init__(self, samples: Sequence[tuple[str, Target]], transform: Transform | None = None):
         self.samples = list(samples)
         self.targets = [label for _, label in self.samples]
         self.transform = transform
@@ -143,7 +146,7 @@ class ImageFileDataset(Dataset):
         """A new dataset of the items at ``indices`` (no transform set)."""
         return ImageFileDataset([self.samples[i] for i in indices])
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int] | None:
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, Target] | None:
         path, label = self.samples[index]
         try:
             image = read_image_rgb(path)

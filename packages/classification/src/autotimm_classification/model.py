@@ -225,9 +225,14 @@ class ImageClassifier(BaseTask):
 
     @torch.no_grad()
     def predict(
-        self, images: ImageInput | Sequence[ImageInput], top_k: int = 5, batch_size: int = 32
+        self,
+        images: ImageInput | Sequence[ImageInput],
+        top_k: int = 5,
+        batch_size: int = 32,
+        threshold: float | None = None,
     ) -> list[list[dict[str, Any]]]:
-        """Top-k labels with their probabilities for each image.
+        """Top-k labels with their probabilities for each image, or with ``threshold`` (multi-label
+        models) every label scoring at least ``threshold``.
 
         Images are read by ``autotimm_core.data.read_image`` and prepared as :attr:`data_config`
         says (the evaluation transform, then normalization on the model's device), as in
@@ -239,10 +244,25 @@ class ImageClassifier(BaseTask):
             top_k: how many labels per image, highest probability first (capped at
                 ``num_classes``). Default 5.
             batch_size: images per forward pass. Default 32.
+            threshold: with ``multi_label``, return every label whose sigmoid score is at least
+                this (in [0, 1]), highest first, instead of the top ``top_k``; an image may get
+                none. A single-label model refuses it (its softmax scores compete: use
+                ``top_k``). Default None: the top-k form.
 
         Returns:
             One list per image of ``{"label": name, "index": class index, "score": probability}``.
+
+        Raises:
+            ValueError: ``threshold`` on a model without ``multi_label``, or outside [0, 1].
         """
+        if threshold is not None:
+            if not self.multi_label:
+                raise ValueError(
+                    "threshold applies to multi-label models (ImageClassifier(multi_label=True)); "
+                    "this model is single-label: use top_k"
+                )
+            if isinstance(threshold, bool) or not 0.0 <= float(threshold) <= 1.0:
+                raise ValueError(f"threshold must be a number in [0, 1], got {threshold!r}")
         if not isinstance(images, (list, tuple)):
             images = [images]
         # uint8 to the device (a quarter of the bytes); forward normalizes there.
@@ -256,6 +276,18 @@ class ImageClassifier(BaseTask):
             for start in range(0, len(images), batch_size):
                 chunk = [transform(read_image(x)) for x in images[start : start + batch_size]]
                 probs = self.probabilities(self(torch.stack(chunk).to(self.device)))
+                if threshold is not None:
+                    # All labels sorted by score, cut at the threshold (a per-image length).
+                    scores, indices = probs.float().sort(dim=-1, descending=True)
+                    for s_row, i_row in zip(scores.tolist(), indices.tolist()):
+                        results.append(
+                            [
+                                {"label": names[i], "index": i, "score": s}
+                                for s, i in zip(s_row, i_row)
+                                if s >= threshold
+                            ]
+                        )
+                    continue
                 scores, indices = probs.float().topk(k, dim=-1)
                 for s_row, i_row in zip(scores.tolist(), indices.tolist()):
                     results.append(

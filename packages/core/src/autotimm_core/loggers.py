@@ -21,13 +21,25 @@ class LoggingConfig:
         log_gradient_norm: log the global L2 norm of the gradients (before clipping) every step
             as ``train/grad_norm``. Default False.
         log_every_n_steps: how often the two values above are logged, in optimizer steps. Default 1.
+        log_confusion_matrix: for single-label classification (``metric_task="multiclass"``),
+            compute a confusion matrix on val and test and, at the end of each validation and
+            test, write ``confusion_matrix_<stage>.png`` (needs matplotlib) and
+            ``per_class_<stage>.csv`` (precision, recall, F1 and support per class) into the
+            run folder (``trainer.log_dir``) and send the image to TensorBoard, W&B or MLflow
+            loggers. Default True.
     """
 
     log_learning_rate: bool = False
     log_gradient_norm: bool = False
     log_every_n_steps: int = 1
+    log_confusion_matrix: bool = True
 
     def __post_init__(self) -> None:
+        for name in ("log_learning_rate", "log_gradient_norm", "log_confusion_matrix"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(
+                    f"LoggingConfig.{name} must be True or False, got {getattr(self, name)!r}"
+                )
         if not isinstance(self.log_every_n_steps, int) or self.log_every_n_steps < 1:
             raise ValueError(
                 f"LoggingConfig.log_every_n_steps must be a positive int, got {self.log_every_n_steps!r}"

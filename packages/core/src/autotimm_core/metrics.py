@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import importlib
 import inspect
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn as nn
@@ -16,6 +17,8 @@ from autotimm_core.validation import check_choice
 
 STAGES = ("train", "val", "test")
 BACKENDS = ("torchmetrics", "custom")
+#: The name of MetricManager's built-in confusion matrix (``confusion_matrix=...``).
+CONFUSION_MATRIX = "confusion_matrix"
 # Sub-modules of torchmetrics searched for a class name, in order.
 _TM_NAMESPACES = (
     "torchmetrics",
@@ -169,7 +172,8 @@ def build_metric(
     if "task" in accepted and default_task and "task" not in params:
         params["task"] = default_task
     if num_classes is not None:
-        task = params.get("task")
+        # A class without a task argument (MultilabelAveragePrecision...) takes the task's.
+        task = params.get("task", default_task)
         if task == "multilabel" and "num_labels" in accepted:
             params.setdefault("num_labels", num_classes)
         elif task in (None, "multiclass") and "num_classes" in accepted:
@@ -182,11 +186,46 @@ def build_metric(
         ) from err
 
 
+class MetricResults(NamedTuple):
+    """What :meth:`MetricManager.compute_all` returns for one stage.
+
+    Attributes:
+        scalars: ``{log_name: (value, prog_bar)}``: every value to log, per-class ones included.
+        matrices: ``{metric name: tensor}``: results of two or more dimensions (a confusion
+            matrix), which are not logged as numbers; the built-in confusion matrix is under
+            ``"confusion_matrix"``.
+    """
+
+    scalars: dict[str, tuple[torch.Tensor, bool]]
+    matrices: dict[str, torch.Tensor]
+
+
+def _label(class_names: Sequence[str] | None, index: int) -> str:
+    # A "/" would add a level to the log name ({stage}/{metric}/{class}).
+    if class_names is not None and 0 <= index < len(class_names):
+        return str(class_names[index]).replace("/", "_")
+    return str(index)
+
+
 class MetricManager(nn.Module):
     """Builds one metric instance per stage and logs their results.
 
     Metrics sit in ``nn.ModuleDict``s, so they move with the model's device and sync across
     processes under DDP when computed.
+
+    Args:
+        configs: the MetricConfigs (or their dicts).
+        num_classes: filled into metrics whose params leave ``num_classes``/``num_labels`` out;
+            also the length of a per-class result. Default None.
+        default_task: ``task`` filled into torchmetrics wrappers (``"multiclass"``...). Default None.
+        confusion_matrix: stages in which to keep a torchmetrics ``MulticlassConfusionMatrix`` of
+            everything :meth:`update` receives (it needs ``num_classes`` and a
+            ``"multiclass"`` task); :meth:`compute_all` returns it under
+            ``"confusion_matrix"``. A config of that name replaces it. Default: none.
+
+    Raises:
+        ValueError: repeated metric names, a metric that cannot be built, or a confusion matrix
+            asked for without ``num_classes`` or for a task other than ``"multiclass"``.
     """
 
     def __init__(
@@ -194,9 +233,11 @@ class MetricManager(nn.Module):
         configs: list[MetricConfig],
         num_classes: int | None = None,
         default_task: str | None = None,
+        confusion_matrix: Sequence[str] = (),
     ) -> None:
         super().__init__()
         self.configs = [MetricConfig.coerce(c) for c in configs]
+        self.num_classes = num_classes
         names = [c.name for c in self.configs]
         dupes = {n for n in names if names.count(n) > 1}
         if dupes:
@@ -214,24 +255,79 @@ class MetricManager(nn.Module):
                 for stage in STAGES
             }
         )
+        cm_stages = [confusion_matrix] if isinstance(confusion_matrix, str) else confusion_matrix
+        bad = [s for s in cm_stages if s not in STAGES]
+        if bad:
+            raise ValueError(
+                f"MetricManager confusion_matrix must be stages among {list(STAGES)}, got {bad}"
+            )
+        if cm_stages and (num_classes is None or default_task != "multiclass"):
+            raise ValueError(
+                "MetricManager confusion_matrix needs num_classes and default_task='multiclass', "
+                f"got num_classes={num_classes!r}, default_task={default_task!r}"
+            )
+        # Kept apart from the configured metrics: it is not a MetricConfig (checkpoints and YAML
+        # hold none), and a config named "confusion_matrix" takes its place.
+        self.confusion = nn.ModuleDict(
+            {
+                f"stage_{stage}": torchmetrics.classification.MulticlassConfusionMatrix(num_classes)
+                for stage in cm_stages
+                if CONFUSION_MATRIX not in self.metrics(stage)
+            }
+        )
 
     def metrics(self, stage: str) -> nn.ModuleDict:
         return self.stage_metrics[f"stage_{stage}"]
 
+    def _confusion(self, stage: str) -> torchmetrics.Metric | None:
+        key = f"stage_{stage}"
+        # nn.ModuleDict has no get().
+        return self.confusion[key] if key in self.confusion else None  # noqa: SIM401
+
     def has(self, stage: str) -> bool:
-        return len(self.metrics(stage)) > 0
+        """Whether ``stage`` has anything to update (a metric or the confusion matrix)."""
+        return len(self.metrics(stage)) > 0 or self._confusion(stage) is not None
 
     def update(self, stage: str, preds: Any, target: Any) -> None:
         for metric in self.metrics(stage).values():
             metric.update(preds, target)
+        confusion = self._confusion(stage)
+        if confusion is not None:
+            confusion.update(preds, target)
 
-    def compute(self, stage: str) -> dict[str, tuple[torch.Tensor, bool]]:
+    def compute(
+        self, stage: str, class_names: Sequence[str] | None = None
+    ) -> dict[str, tuple[torch.Tensor, bool]]:
         """Compute and reset every metric of ``stage``: ``{log_name: (value, prog_bar)}``.
 
-        Scalar results log as ``{stage}/{name}``; dict results as ``{stage}/{key}`` for each
-        scalar floating-point entry (per-class lists and id lists are skipped).
+        The values to log of :meth:`compute_all` (which also returns the matrices).
         """
-        out: dict[str, tuple[torch.Tensor, bool]] = {}
+        return self.compute_all(stage, class_names).scalars
+
+    def compute_all(self, stage: str, class_names: Sequence[str] | None = None) -> MetricResults:
+        """Compute and reset every metric of ``stage``.
+
+        - A scalar result logs as ``{stage}/{name}``.
+        - A per-class vector (one value per class: ``F1Score(average=None)``) logs as
+          ``{stage}/{name}/{class name}``.
+        - A dict result logs each scalar floating-point entry as ``{stage}/{key}``; its
+          ``*_per_class`` entries (mAP with ``class_metrics=True``) as
+          ``{stage}/{key without _per_class}/{class name}``, e.g. ``val/map/cat``, for the
+          classes in its ``"classes"`` entry (a class without ground truth, -1, is left out).
+        - Results of two or more dimensions (a confusion matrix) are returned in ``matrices``.
+
+        Other results (id lists, vectors of another length) are not logged.
+
+        Args:
+            stage: ``"train"``, ``"val"`` or ``"test"``.
+            class_names: names of the classes, by index; default (or a class past its end):
+                the index.
+        """
+        scalars: dict[str, tuple[torch.Tensor, bool]] = {}
+        matrices: dict[str, torch.Tensor] = {}
+        n = self.num_classes
+        if n is None and class_names is not None:
+            n = len(class_names)
         for config in self.configs:
             if stage not in config.stages:
                 continue
@@ -240,15 +336,48 @@ class MetricManager(nn.Module):
                 continue
             value = metric.compute()
             metric.reset()
+            prefix = f"{stage}/{config.name}"
             if isinstance(value, dict):
-                for key, v in value.items():
-                    # Integer entries are ids (e.g. mAP's "classes") and "*_per_class" entries
-                    # are vectors that happen to hold one value: neither is a run-level result.
-                    is_stat = (
-                        isinstance(v, torch.Tensor) and v.numel() == 1 and v.is_floating_point()
-                    )
-                    if is_stat and not key.endswith("_per_class"):
-                        out[f"{stage}/{key}"] = (v.float().reshape(()), config.prog_bar)
-            elif isinstance(value, torch.Tensor) and value.numel() == 1:
-                out[f"{stage}/{config.name}"] = (value.float().reshape(()), config.prog_bar)
-        return out
+                self._dict_result(stage, value, config.prog_bar, class_names, scalars)
+            elif not isinstance(value, torch.Tensor):
+                continue
+            elif value.numel() == 1:
+                scalars[prefix] = (value.float().reshape(()), config.prog_bar)
+            elif value.ndim == 1 and value.numel() == n:
+                # One value per class: too many for the progress bar.
+                for i, v in enumerate(value.float()):
+                    scalars[f"{prefix}/{_label(class_names, i)}"] = (v, False)
+            elif value.ndim >= 2:
+                matrices[config.name] = value.detach()
+        confusion = self._confusion(stage)
+        if confusion is not None and confusion.update_called:
+            # compute() syncs the counts of every process under DDP.
+            matrices[CONFUSION_MATRIX] = confusion.compute().detach()
+            confusion.reset()
+        return MetricResults(scalars, matrices)
+
+    @staticmethod
+    def _dict_result(
+        stage: str,
+        value: dict[str, Any],
+        prog_bar: bool,
+        class_names: Sequence[str] | None,
+        out: dict[str, tuple[torch.Tensor, bool]],
+    ) -> None:
+        classes = value.get("classes")
+        class_ids = classes.reshape(-1).tolist() if isinstance(classes, torch.Tensor) else None
+        for key, v in value.items():
+            if not isinstance(v, torch.Tensor) or not v.is_floating_point():
+                continue  # integer entries are ids (mAP's "classes")
+            if key.endswith("_per_class"):
+                # mAP's per-class entries follow its "classes" entry (0-d for one class); -1
+                # marks "not computed" (class_metrics=False) or a class without ground truth.
+                flat = v.reshape(-1).float()
+                if class_ids is None or len(class_ids) != flat.numel():
+                    continue
+                base = key[: -len("_per_class")]
+                for cid, x in zip(class_ids, flat):
+                    if x >= 0:
+                        out[f"{stage}/{base}/{_label(class_names, int(cid))}"] = (x, False)
+            elif v.numel() == 1:
+                out[f"{stage}/{key}"] = (v.float().reshape(()), prog_bar)

@@ -24,6 +24,7 @@ from autotimm_core.data.normalize import normalize_images
 from autotimm_core.loggers import LoggingConfig
 from autotimm_core.metrics import MetricConfig, MetricManager
 from autotimm_core.optimizers import create_optimizer, resolve_optimizer_name
+from autotimm_core.per_class import report_confusion_matrix
 from autotimm_core.schedulers import create_scheduler, is_timm_scheduler, resolve_scheduler_name
 
 _RNG_KEY = "autotimm_rng_states"
@@ -34,7 +35,8 @@ class BaseTask(pl.LightningModule):
 
     Args:
         metrics: MetricConfigs (or their dicts) to track; ``None`` uses the task's defaults.
-        logging_config: extra values to log (learning rate, gradient norm). Default: none.
+        logging_config: extra values to log (learning rate, gradient norm) and the confusion
+            matrix of single-label classification (on by default). Default ``LoggingConfig()``.
         optimizer: optimizer name from ``list_optimizers()``. Default ``"adamw"``.
         lr: learning rate, also readable and writable as ``model.lr`` / ``model._lr``
             (what Lightning's LR finder sets). Default None: the task's ``default_lr``
@@ -92,8 +94,18 @@ class BaseTask(pl.LightningModule):
         self.logging_config = LoggingConfig.coerce(logging_config)
         configs = self.default_metrics if metrics is None else metrics
         self.metric_configs = [MetricConfig.coerce(m) for m in configs]
+        task = metric_task or self.default_metric_task
+        # Single-label classification keeps a confusion matrix on val and test (written at
+        # each epoch end by _log_stage_metrics); LoggingConfig(log_confusion_matrix=False) opts out.
+        confusion = (
+            ("val", "test")
+            if self.logging_config.log_confusion_matrix
+            and task == "multiclass"
+            and num_classes is not None
+            else ()
+        )
         self.metric_manager = MetricManager(
-            self.metric_configs, num_classes, metric_task or self.default_metric_task
+            self.metric_configs, num_classes, task, confusion_matrix=confusion
         )
         self._scheduler_interval = "epoch"
         # This step's training loss terms by name, for AutoTrainer's non-finite loss check.
@@ -340,9 +352,32 @@ class BaseTask(pl.LightningModule):
         )
 
     def _log_stage_metrics(self, stage: str) -> None:
-        for name, (value, prog_bar) in self.metric_manager.compute(stage).items():
+        class_names = getattr(self, "class_names", None)
+        results = self.metric_manager.compute_all(stage, class_names)
+        for name, (value, prog_bar) in results.scalars.items():
             # Already synced across processes by torchmetrics' compute().
             self.log(name, value, prog_bar=prog_bar)
+        if results.matrices:
+            self._write_matrices(stage, results.matrices, class_names)
+
+    def _write_matrices(
+        self, stage: str, matrices: dict[str, torch.Tensor], class_names: Any
+    ) -> None:
+        """Write the stage's square matrices (confusion matrices) as PNG (+ per-class CSV) into
+        ``trainer.log_dir`` and send them to the loggers; not during the sanity check or a
+        ``fast_dev_run`` (which writes no logs)."""
+        trainer = self._trainer
+        if trainer is None or trainer.sanity_checking or trainer.fast_dev_run:
+            return
+        square = {k: m for k, m in matrices.items() if m.ndim == 2 and m.shape[0] == m.shape[1]}
+        if not square:
+            return
+        # log_dir broadcasts from rank 0 under DDP: every rank asks, rank 0 alone writes.
+        log_dir = trainer.log_dir or trainer.default_root_dir
+        if not trainer.is_global_zero:
+            return
+        for name, matrix in square.items():
+            report_confusion_matrix(trainer, stage, matrix, class_names, log_dir, name=name)
 
     def on_train_epoch_end(self) -> None:
         self._log_stage_metrics("train")

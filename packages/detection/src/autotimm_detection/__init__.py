@@ -6,6 +6,9 @@ from autotimm_detection.data import (
     DetectionDataModule,
     build_detection_transform,
     load_coco,
+    load_csv,
+    load_voc,
+    load_yolo,
 )
 from autotimm_detection.metrics import COCOMeanAveragePrecision
 from autotimm_detection.model import ObjectDetector
@@ -22,4 +25,7 @@ __all__ = [
     "build_detection_transform",
     "draw_detections",
     "load_coco",
+    "load_csv",
+    "load_voc",
+    "load_yolo",
 ]
