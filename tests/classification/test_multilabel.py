@@ -9,7 +9,6 @@ import torch
 from helpers import COLOURS, coloured_image
 from torchmetrics.functional.classification import multilabel_average_precision, multilabel_f1_score
 
-import autotimm
 from autotimm_classification import ImageClassifier, MultiLabelImageDataModule
 from autotimm_core import MetricConfig
 
@@ -302,7 +301,3 @@ def test_threshold_on_a_single_label_model_says_to_use_top_k(binary_csv):
     model = ImageClassifier("test_resnet", num_classes=3, pretrained=False)
     with pytest.raises(ValueError, match=r"threshold applies to multi-label models.*use top_k"):
         model.predict(str(binary_csv.parent / "images" / "red0.jpg"), threshold=0.5)
-
-
-def test_autotimm_re_exports_the_data_module():
-    assert autotimm.MultiLabelImageDataModule is MultiLabelImageDataModule
