@@ -6,11 +6,10 @@ import warnings
 import pytest
 import pytorch_lightning as pl
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
+from tiny_task import TinyTask
 from torch.utils.data import DataLoader, TensorDataset
 
-from autotimm_core import BaseTask, LoggingConfig, MetricConfig, create_backbone, per_class
+from autotimm_core import LoggingConfig, per_class
 from autotimm_core.per_class import per_class_table, report_confusion_matrix, write_per_class_csv
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -117,42 +116,16 @@ def test_tensorboard_gets_the_figure(tmp_path):
     assert image.encoded_image_string[:8] == PNG_SIGNATURE
 
 
-class TinyClassifier(BaseTask):
-    default_metrics = (MetricConfig("accuracy", "Accuracy", stages=["val", "test"]),)
-    default_metric_task = "multiclass"
-
-    def __init__(self, num_classes=3, logging_config=None, metric_task=None, metrics=None):
-        super().__init__(
-            num_classes=num_classes,
-            logging_config=logging_config,
-            metric_task=metric_task,
-            metrics=metrics,
-            scheduler=None,
-        )
-        self.class_names = ["red", "green", "blue"]
-        self.backbone = create_backbone("test_resnet", features_only=True, out_indices=(4,))
-        self.head = nn.Linear(self.backbone.feature_info.channels()[-1], num_classes)
-
-    def forward(self, x):
-        return self.head(self.backbone(x)[-1].mean((2, 3)))
-
-    def _step(self, batch, stage):
-        x, y = batch
-        logits = self(x)
-        loss = F.cross_entropy(logits, y)
-        self.log_loss(stage, loss, len(y))
-        if self.metric_manager.has(stage):
-            self.metric_manager.update(stage, logits, y)
-        return loss
-
-    def training_step(self, batch, batch_idx):
-        return self._step(batch, "train")
-
-    def validation_step(self, batch, batch_idx):
-        return self._step(batch, "val")
-
-    def test_step(self, batch, batch_idx):
-        return self._step(batch, "test")
+def TinyClassifier(num_classes=3, logging_config=None, metric_task=None, metrics=None):
+    """The core tests' tiny task with three named classes and no scheduler."""
+    return TinyTask(
+        num_classes=num_classes,
+        logging_config=logging_config,
+        metric_task=metric_task,
+        metrics=metrics,
+        scheduler=None,
+        class_names=["red", "green", "blue"],
+    )
 
 
 def _loader(n=12):

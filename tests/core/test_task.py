@@ -4,63 +4,10 @@ import pytest
 import pytorch_lightning as pl
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
+from tiny_task import TinyTask
 from torch.utils.data import DataLoader, TensorDataset
 
-from autotimm_core import BaseTask, LoggingConfig, MetricConfig, create_backbone
-
-
-class TinyTask(BaseTask):
-    default_metrics = (MetricConfig("accuracy", "Accuracy", stages=["val", "test"]),)
-    default_metric_task = "multiclass"
-
-    def __init__(
-        self,
-        num_classes: int = 3,
-        metrics=None,
-        logging_config=None,
-        optimizer: str = "adamw",
-        lr: float = 1e-2,
-        scheduler: str | None = "cosine",
-        scheduler_kwargs=None,
-        freeze_backbone: bool = False,
-    ):
-        super().__init__(
-            metrics=metrics,
-            logging_config=logging_config,
-            optimizer=optimizer,
-            lr=lr,
-            scheduler=scheduler,
-            scheduler_kwargs=scheduler_kwargs,
-            freeze_backbone=freeze_backbone,
-            num_classes=num_classes,
-        )
-        self.save_task_hyperparameters()
-        self.backbone = create_backbone("test_resnet", features_only=True, out_indices=(4,))
-        self.head = nn.Linear(self.backbone.feature_info.channels()[-1], num_classes)
-        if freeze_backbone:
-            self.freeze_backbone()
-
-    def forward(self, x):
-        return self.head(self.backbone(x)[-1].mean((2, 3)))
-
-    def _step(self, batch, stage):
-        x, y = batch
-        logits = self(x)
-        loss = F.cross_entropy(logits, y)
-        self.log_loss(stage, loss, len(y))
-        if self.metric_manager.has(stage):
-            self.metric_manager.update(stage, logits.softmax(-1), y)
-        return loss
-
-    def training_step(self, batch, batch_idx):
-        return self._step(batch, "train")
-
-    def validation_step(self, batch, batch_idx):
-        return self._step(batch, "val")
-
-    def test_step(self, batch, batch_idx):
-        return self._step(batch, "test")
+from autotimm_core import LoggingConfig, MetricConfig
 
 
 def _loader(n=32, batch_size=8, shuffle=False):
