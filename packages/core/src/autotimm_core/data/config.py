@@ -17,6 +17,7 @@ from typing import Any
 import torch.nn as nn
 from timm.data import DEFAULT_CROP_PCT, IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
+from autotimm_core.backbones import backbone_data_config
 from autotimm_core.validation import check_choice
 
 #: Resize interpolations the transforms of both backends implement.
@@ -187,7 +188,7 @@ def resolve_data_config(
     pretrained: dict[str, Any] = {}
     if backbone is not None:
         try:
-            pretrained = _model_data_config(backbone)
+            pretrained = backbone_data_config(backbone)
         except (AttributeError, KeyError, TypeError, AssertionError):
             pretrained = {}  # not a timm model: the defaults apply
     size = default_image_size
@@ -205,12 +206,6 @@ def resolve_data_config(
     if fixed_size:
         config = replace(config, explicit=config.explicit | {"image_size"})
     return config
-
-
-def _model_data_config(backbone: nn.Module) -> dict[str, Any]:
-    from timm.data import resolve_model_data_config
-
-    return resolve_model_data_config(backbone)
 
 
 def merge_data_configs(
