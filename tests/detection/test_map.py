@@ -219,3 +219,61 @@ def test_spec_metric_config_gets_exact_settings():
         head_num_convs=1,
     )
     assert model.metric_manager.metrics("val")["m"]._coco_backend.backend == "pycocotools"
+
+
+def test_val_map_equals_pycocotools_with_small_and_out_of_image_boxes(tmp_path):
+    """Evaluation ground truth is the file's: boxes smaller than min_box_size and boxes past the
+    image border count as they are (training drops or clips them)."""
+    ann_file, dets = _coco_case(tmp_path, num_images=12, seed=3)
+    data = json.loads(ann_file.read_text())
+    extra = [
+        (1, [100.0, 100.0, 0.5, 0.6]),  # below min_box_size: dropped from training only
+        (2, [-30.0, 40.0, 90.0, 60.0]),  # past the left border: clipped in training only
+        (3, [350.0, 250.0, 120.0, 90.0]),  # past the right and bottom borders
+        (4, [420.0, 10.0, 30.0, 30.0]),  # wholly outside the 400x300 image
+    ]
+    for image_id, bbox in extra:
+        data["annotations"].append(
+            {
+                "id": len(data["annotations"]) + 1,
+                "image_id": image_id,
+                "category_id": 5,
+                "bbox": bbox,
+                "area": bbox[2] * bbox[3],
+                "iscrowd": 0,
+            }
+        )
+        dets.append({"image_id": image_id, "category_id": 5, "bbox": bbox, "score": 0.99})
+    ann_file.write_text(json.dumps(data))
+    reference = _pycocotools_stats(ann_file, dets)
+    with pytest.warns(UserWarning, match="dropped 2 annotations .* evaluation keeps them"):
+        preds, targets = _our_inputs(ann_file, dets)
+    metric = COCOMeanAveragePrecision()
+    metric.update(preds, targets)
+    assert _compare(metric.compute(), reference) < 1e-6
+    # The training targets are still clipped and filtered.
+    coco = load_coco(ann_file, ann_file.parent / "img")
+    rec = next(r for r in coco.records if r.image_id == 2)
+    assert rec.boxes.min() >= 0 and rec.eval["boxes"].min() == -30.0
+
+
+def test_an_unreadable_val_image_is_left_out_of_predictions_and_ground_truth(tmp_path):
+    from autotimm_detection.data import collate_detection
+
+    ann_file, _ = _coco_case(tmp_path, num_images=3)
+    coco = load_coco(ann_file, ann_file.parent / "img")  # the files are empty: unreadable
+    ds = CocoDetection(
+        coco,
+        build_detection_transform(64, train=False),
+        {2: 0, 5: 1, 9: 2},
+        64,
+        skip_unreadable=True,
+    )
+    with pytest.warns(UserWarning, match=r"left out of evaluation .* unreadable image .*1\.png"):
+        item = ds[0]
+    assert item is None
+    good = ds._item(coco.records[1], torch.zeros(3, 300, 400, dtype=torch.uint8))
+    images, targets = collate_detection([item, good])
+    assert images.shape[0] == 1 and [int(t["image_id"]) for t in targets] == [2]
+    empty_images, empty_targets = collate_detection([None])
+    assert empty_images.shape[0] == 0 and empty_targets == []

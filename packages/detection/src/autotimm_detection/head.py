@@ -79,7 +79,9 @@ class FCOSHead(nn.Module):
             c = self.cls_tower(x)
             r = self.reg_tower(x)
             cls_out.append(self.cls_logits(c).flatten(2).transpose(1, 2))
-            reg = torch.relu(self.bbox_pred(r) * self.scales[level])
+            # Scale and relu in float32: under bf16/fp16 autocast the distances (up to image
+            # size / stride) would lose precision and can overflow fp16 after scaling.
+            reg = torch.relu(self.bbox_pred(r).float() * self.scales[level].float())
             reg_out.append(reg.flatten(2).transpose(1, 2))
             ctr_out.append(self.bbox_ctrness(r).reshape(b, -1))
         return {

@@ -1,12 +1,19 @@
-"""FCOS losses from torchvision.ops: focal, GIoU and centerness BCE, each over the positives."""
+"""FCOS losses from torchvision.ops: focal, GIoU and centerness BCE, as dense masked tensor ops.
+
+Every term is computed for every point and masked (no ``nonzero``, no boolean indexing, no
+``.item()``), and the normalisers stay on the device, so a training step never waits for the
+accelerator and the whole loss compiles with ``torch.compile(fullgraph=True)``.
+"""
 
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor
 from torchvision.ops import generalized_box_iou_loss, sigmoid_focal_loss
 
+from autotimm_detection.assign import assign_targets, points_in_boxes
 from autotimm_detection.points import decode_ltrb, encode_ltrb
 
 
@@ -17,6 +24,19 @@ def centerness_targets(ltrb: Tensor) -> Tensor:
         tb.amin(-1) / tb.amax(-1).clamp(min=1e-6)
     )
     return ratio.clamp(min=0).sqrt()
+
+
+def reduce_mean(value: Tensor) -> Tensor:
+    """``value`` averaged over the DDP ranks when a process group is running, else itself.
+
+    The loss normalisers (positive count, centerness sum) are averaged this way, as in the
+    official FCOS and mmdetection, so that every rank divides by the same number.
+    """
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return value
+    value = value.clone()
+    dist.all_reduce(value.div_(dist.get_world_size()))
+    return value
 
 
 def fcos_loss(
@@ -31,8 +51,15 @@ def fcos_loss(
     ignore: Tensor | None = None,
     focal_alpha: float = 0.25,
     focal_gamma: float = 2.0,
+    centerness_weighted_giou: bool = True,
 ) -> dict[str, Tensor]:
-    """The three FCOS loss terms, each summed and divided by ``max(1, number of positives)``.
+    """The three FCOS loss terms for assigned points.
+
+    Classification (focal) and centerness (BCE) are summed and divided by the number of
+    positives; the GIoU loss is weighted by each positive's centerness target and divided by
+    their sum (the official FCOS and mmdetection; torchvision divides by the positives instead:
+    ``centerness_weighted_giou=False``). Both normalisers are at least 1 (positives) or 1e-6
+    (centerness) and averaged over DDP ranks (:func:`reduce_mean`).
 
     Args:
         cls_logits: (B, P, C) class logits.
@@ -45,18 +72,20 @@ def fcos_loss(
             boxes). Default: none.
         focal_alpha: focal loss alpha. Default 0.25.
         focal_gamma: focal loss gamma. Default 2.0.
+        centerness_weighted_giou: weight GIoU by the centerness target. Default True.
 
     Returns:
         ``{"classification", "bbox_regression", "bbox_ctrness"}`` scalar tensors.
     """
     pos = matched_idx >= 0
-    num_pos = max(1.0, float(pos.sum()))
+    posf = pos.to(cls_logits.dtype)
+    num_pos = reduce_mean(posf.sum()).clamp(min=1.0)
     safe_idx = matched_idx.clamp(min=0)
     matched_boxes = torch.gather(gt_boxes, 1, safe_idx[..., None].expand(-1, -1, 4))  # (B, P, 4)
-    matched_labels = torch.gather(gt_labels, 1, safe_idx)
+    matched_labels = torch.gather(gt_labels, 1, safe_idx).clamp(min=0)
 
-    cls_target = torch.zeros_like(cls_logits)
-    cls_target[pos, matched_labels[pos]] = 1.0
+    num_classes = cls_logits.shape[-1]
+    cls_target = F.one_hot(matched_labels, num_classes).to(cls_logits.dtype) * posf[..., None]
     focal = sigmoid_focal_loss(
         cls_logits, cls_target, alpha=focal_alpha, gamma=focal_gamma, reduction="none"
     )
@@ -64,21 +93,86 @@ def fcos_loss(
         focal = focal * (~(ignore & ~pos))[..., None]
     loss_cls = focal.sum() / num_pos
 
-    if pos.any():
-        b_idx, p_idx = pos.nonzero(as_tuple=True)
-        pts, strides = points[p_idx], point_strides[p_idx]
-        pred_boxes = decode_ltrb(pts, bbox_regression[b_idx, p_idx], strides)
-        target_boxes = matched_boxes[b_idx, p_idx]
-        loss_box = generalized_box_iou_loss(pred_boxes, target_boxes, reduction="sum") / num_pos
-        ctr_target = centerness_targets(encode_ltrb(pts, target_boxes, strides))
-        loss_ctr = (
-            F.binary_cross_entropy_with_logits(
-                bbox_ctrness[b_idx, p_idx], ctr_target, reduction="sum"
-            )
-            / num_pos
-        )
+    # Background points get a dummy target (the stride-sized box around the point) so that
+    # every entry is finite before masking: 0 * NaN would poison the gradients.
+    strides = point_strides[None, :].expand_as(matched_idx)
+    pts = points[None].expand(matched_idx.shape[0], -1, -1)
+    half = strides[..., None]
+    dummy = torch.cat([pts - half, pts + half], dim=-1)
+    target_boxes = torch.where(pos[..., None], matched_boxes, dummy)
+    pred_boxes = decode_ltrb(pts, bbox_regression, strides)
+    giou = generalized_box_iou_loss(pred_boxes, target_boxes, reduction="none")  # (B, P)
+    ctr_target = centerness_targets(encode_ltrb(pts, target_boxes, strides)) * posf
+    if centerness_weighted_giou:
+        weight = ctr_target
+        norm = reduce_mean(weight.sum()).clamp(min=1e-6)
     else:
-        # Keep the graph connected so that every parameter still gets a (zero) gradient.
-        loss_box = bbox_regression.sum() * 0.0
-        loss_ctr = bbox_ctrness.sum() * 0.0
+        weight, norm = posf, num_pos
+    loss_box = (giou * weight).sum() / norm
+    bce = F.binary_cross_entropy_with_logits(bbox_ctrness, ctr_target, reduction="none")
+    loss_ctr = (bce * posf).sum() / num_pos
     return {"classification": loss_cls, "bbox_regression": loss_box, "bbox_ctrness": loss_ctr}
+
+
+def detection_loss(
+    cls_logits: Tensor,
+    bbox_regression: Tensor,
+    bbox_ctrness: Tensor,
+    points: Tensor,
+    point_strides: Tensor,
+    size_ranges: Tensor,
+    gt_boxes: Tensor,
+    gt_labels: Tensor,
+    gt_crowd: Tensor,
+    center_sampling_radius: float = 1.5,
+    focal_alpha: float = 0.25,
+    focal_gamma: float = 2.0,
+    force_gt_positive: bool = True,
+    centerness_weighted_giou: bool = True,
+) -> dict[str, Tensor]:
+    """Assignment and the FCOS loss terms of a batch of padded targets, in one pure function.
+
+    ``ObjectDetector.loss`` calls it; it has no host synchronisation and no data-dependent shape,
+    so ``torch.compile(detection_loss, fullgraph=True)`` captures it whole.
+
+    Args:
+        cls_logits, bbox_regression, bbox_ctrness: head outputs (B, P, C), (B, P, 4), (B, P).
+        points, point_strides, size_ranges: (P, 2), (P,), (P, 2) from the model's forward.
+        gt_boxes: (B, M, 4) xyxy boxes in input pixels.
+        gt_labels: (B, M) contiguous labels, -1 for padding.
+        gt_crowd: (B, M) crowd boxes (never positives; background inside them is ignored).
+        center_sampling_radius: in strides. Default 1.5.
+        focal_alpha, focal_gamma: focal loss parameters. Default 0.25, 2.0.
+        force_gt_positive: every box gets at least one positive point (see
+            :func:`~autotimm_detection.assign.assign_targets`). Default True.
+        centerness_weighted_giou: see :func:`fcos_loss`. Default True.
+
+    Returns:
+        The terms of :func:`fcos_loss`.
+    """
+    present = gt_labels >= 0
+    valid = present & ~gt_crowd
+    matched = assign_targets(
+        points,
+        point_strides,
+        size_ranges,
+        gt_boxes,
+        valid,
+        center_sampling_radius,
+        force_gt_positive=force_gt_positive,
+    )
+    ignore = points_in_boxes(points, gt_boxes, present & gt_crowd)
+    return fcos_loss(
+        cls_logits,
+        bbox_regression,
+        bbox_ctrness,
+        points,
+        point_strides,
+        matched,
+        gt_boxes,
+        gt_labels,
+        ignore=ignore,
+        focal_alpha=focal_alpha,
+        focal_gamma=focal_gamma,
+        centerness_weighted_giou=centerness_weighted_giou,
+    )

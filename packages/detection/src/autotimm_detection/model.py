@@ -11,7 +11,7 @@ from torchmetrics.detection import MeanAveragePrecision
 
 from autotimm_core import BaseTask
 from autotimm_core.data import DataConfig, ImageInput, read_image, resolve_data_config
-from autotimm_detection.assign import assign_targets, pad_targets, points_in_boxes
+from autotimm_detection.assign import bucket_size, pad_targets
 from autotimm_detection.backbone import PyramidAdapter, accepts_img_size, build_timm_backbone
 from autotimm_detection.data.transforms import (
     as_letterbox_config,
@@ -20,13 +20,13 @@ from autotimm_detection.data.transforms import (
 )
 from autotimm_detection.fpn import FPN, FPN_STRIDES
 from autotimm_detection.head import FCOSHead
-from autotimm_detection.loss import fcos_loss
+from autotimm_detection.loss import detection_loss
 from autotimm_detection.metrics import (
     COCOMeanAveragePrecision,
     default_map_config,
     with_exact_map_params,
 )
-from autotimm_detection.points import level_size_ranges, make_points
+from autotimm_detection.points import level_size_ranges, make_points, scaled_size_ranges
 from autotimm_detection.postprocess import postprocess_detections, rescale_detections
 
 #: Input side of a detector whose ``image_size`` and ``data_config`` leave it open.
@@ -65,6 +65,16 @@ class ObjectDetector(BaseTask):
         topk_candidates: candidates per level before NMS. Default 1000.
         focal_alpha: default 0.25. focal_gamma: default 2.0.
         prior_probability: initial classifier foreground probability. Default 0.01.
+        fpn_levels: the pyramid levels the head predicts on (3 = P3, stride 8 ... 7 = P7,
+            stride 128), increasing. Default ``(3, 4, 5, 6, 7)``; ``(3, 4, 5)`` skips the levels
+            that only large objects use.
+        force_gt_positive: every ground-truth box gets at least one positive point (the point
+            nearest its centre on the level whose range fits) when none matched it, so small
+            boxes between grid points are learned. Default True.
+        centerness_weighted_giou: weight the GIoU loss by the centerness target and normalise
+            by its sum (official FCOS, mmdetection) instead of by the number of positives
+            (torchvision). Default True.
+        Level size ranges follow the input size: FCOS's 800-px ranges scaled to it.
         **kwargs: BaseTask's arguments: ``metrics`` (default COCO mAP on val and test;
             MeanAveragePrecision configs get pycocotools-exact thresholds and the fastest
             installed backend unless set, and torchmetrics' own class is built as
@@ -96,6 +106,9 @@ class ObjectDetector(BaseTask):
         focal_alpha: float = 0.25,
         focal_gamma: float = 2.0,
         prior_probability: float = 0.01,
+        fpn_levels: Sequence[int] = (3, 4, 5, 6, 7),
+        force_gt_positive: bool = True,
+        centerness_weighted_giou: bool = True,
         **kwargs: Any,
     ) -> None:
         if not (isinstance(num_classes, int) and num_classes > 0):
@@ -106,6 +119,12 @@ class ObjectDetector(BaseTask):
         for name, names in (("class_names", class_names), ("category_ids", category_ids)):
             if names is not None and len(names) != num_classes:
                 raise ValueError(f"{name} has {len(names)} entries but num_classes={num_classes}")
+        levels = tuple(int(x) for x in fpn_levels)
+        if not levels or list(levels) != sorted(set(levels)) or not set(levels) <= set(range(3, 8)):
+            raise ValueError(
+                f"fpn_levels must be increasing pyramid levels from 3 (P3) to 7 (P7), e.g. "
+                f"(3, 4, 5, 6, 7) or (3, 4, 5), got {fpn_levels!r}"
+            )
         if "metrics" in kwargs:
             kwargs["metrics"] = with_exact_map_params(kwargs["metrics"])
         super().__init__(num_classes=num_classes, **kwargs)
@@ -137,8 +156,13 @@ class ObjectDetector(BaseTask):
         info = self.backbone.feature_info
         self.adapter = PyramidAdapter(info.channels(), info.reduction(), name=backbone)
         self.fpn = FPN(self.adapter.out_channels, fpn_channels)
+        self.fpn_levels = levels
         self.head = FCOSHead(
-            fpn_channels, num_classes, num_convs=head_num_convs, prior_probability=prior_probability
+            fpn_channels,
+            num_classes,
+            num_convs=head_num_convs,
+            num_levels=len(levels),
+            prior_probability=prior_probability,
         )
         self._points_cache: dict[Any, tuple[Tensor, Tensor, list[int], Tensor]] = {}
         if self.freeze_backbone_at_start:
@@ -146,16 +170,21 @@ class ObjectDetector(BaseTask):
         self.apply_network_options()
 
     # ----------------------------------------------------------------- network
-    def _points(self, features: list[Tensor]) -> tuple[Tensor, Tensor, list[int], Tensor]:
+    def _points(
+        self, features: list[Tensor], image_size: tuple[int, int]
+    ) -> tuple[Tensor, Tensor, list[int], Tensor]:
         sizes = tuple(tuple(f.shape[-2:]) for f in features)
         # Tensors made under inference_mode (predict, Lightning's evaluation) cannot take part
         # in autograd later: they get their own cache entry.
-        key = (sizes, features[0].device, torch.is_inference_mode_enabled())
+        key = (sizes, image_size, features[0].device, torch.is_inference_mode_enabled())
         if key not in self._points_cache:
-            points, strides, counts = make_points(
-                list(sizes), list(FPN_STRIDES[: len(sizes)]), device=features[0].device
+            strides = [FPN_STRIDES[level - 3] for level in self.fpn_levels]
+            points, strides, counts = make_points(list(sizes), strides, device=features[0].device)
+            ranges = level_size_ranges(
+                counts,
+                scaled_size_ranges(max(image_size), self.fpn_levels),
+                device=features[0].device,
             )
-            ranges = level_size_ranges(counts, device=features[0].device)
             self._points_cache[key] = (points, strides, counts, ranges)
         return self._points_cache[key]
 
@@ -173,8 +202,9 @@ class ObjectDetector(BaseTask):
             raise ValueError(f"images must be (B, 3, H, W), got shape {tuple(images.shape)}")
         x = self.prepare_images(images)
         pyramid = self.fpn(self.adapter(self.backbone(x)))
+        pyramid = [pyramid[level - 3] for level in self.fpn_levels]
         out: dict[str, Any] = dict(self.head(pyramid))
-        points, strides, counts, ranges = self._points(pyramid)
+        points, strides, counts, ranges = self._points(pyramid, tuple(images.shape[-2:]))
         out.update(
             points=points,
             point_strides=strides,
@@ -185,43 +215,84 @@ class ObjectDetector(BaseTask):
         return out
 
     # ----------------------------------------------------------------- loss
-    def loss(self, outputs: dict[str, Any], targets: list[dict[str, Tensor]]) -> dict[str, Tensor]:
-        """FCOS loss terms and their sum ``loss`` for targets with ``boxes``/``labels`` (input pixels)."""
+    def loss(
+        self, outputs: dict[str, Any], targets: list[dict[str, Tensor]] | dict[str, Tensor]
+    ) -> dict[str, Tensor]:
+        """FCOS loss terms and their sum ``loss``.
+
+        Args:
+            outputs: from :meth:`forward`.
+            targets: one dict per image with ``boxes`` (n, 4) xyxy in input pixels, ``labels``
+                (n,) and optional ``iscrowd`` (n,) (the data module's also carry the padded
+                ``padded_boxes``/``padded_labels``/``padded_iscrowd`` its collate step made,
+                used as they are); or one dict of padded tensors ``boxes`` (B, M, 4),
+                ``labels`` (B, M) with -1 for padding and optional ``iscrowd`` (B, M).
+
+        The step never waits for the device: targets on an accelerator get their label range
+        checked asynchronously (a device-side assert), CPU ones at once (ValueError).
+        """
+        gt = self._padded_targets(targets, outputs["points"].device)
+        labels = gt["labels"]
+        if labels.device.type == "cpu":
+            if labels.numel() and (labels.max() >= self.num_classes or labels.min() < -1):
+                bad = labels[(labels >= self.num_classes) | (labels < -1)][0]
+                raise ValueError(
+                    f"targets have label {int(bad)} but num_classes={self.num_classes} "
+                    f"(labels must be 0..{self.num_classes - 1})"
+                )
+        else:
+            torch._assert_async(
+                ((labels < self.num_classes) & (labels >= -1)).all(),
+                f"target labels must be 0..{self.num_classes - 1} (num_classes)",
+            )
+        hp = self.hparams
+        terms = detection_loss(
+            outputs["cls_logits"].float(),
+            outputs["bbox_regression"].float(),
+            outputs["bbox_ctrness"].float(),
+            outputs["points"],
+            outputs["point_strides"],
+            outputs["size_ranges"],
+            gt["boxes"],
+            labels,
+            gt["iscrowd"],
+            center_sampling_radius=hp.center_sampling_radius,
+            focal_alpha=hp.focal_alpha,
+            focal_gamma=hp.focal_gamma,
+            force_gt_positive=hp.get("force_gt_positive", True),
+            centerness_weighted_giou=hp.get("centerness_weighted_giou", True),
+        )
+        terms["loss"] = sum(terms.values())
+        return terms
+
+    @staticmethod
+    def _padded_targets(
+        targets: list[dict[str, Tensor]] | dict[str, Tensor], device: torch.device
+    ) -> dict[str, Tensor]:
+        """``boxes`` (B, M, 4), ``labels`` (B, M) with -1 padding and ``iscrowd`` (B, M)."""
+        if isinstance(targets, Mapping):
+            boxes, labels = targets["boxes"], targets["labels"]
+            if boxes.ndim != 3 or boxes.shape[-1] != 4 or labels.shape != boxes.shape[:2]:
+                raise ValueError(
+                    f"padded targets need boxes (B, M, 4) and labels (B, M), got "
+                    f"{tuple(boxes.shape)} and {tuple(labels.shape)}"
+                )
+            crowd = targets.get("iscrowd", torch.zeros_like(labels, dtype=torch.bool))
+            return {"boxes": boxes.float(), "labels": labels.long(), "iscrowd": crowd.bool()}
         for i, t in enumerate(targets):
             boxes = t["boxes"]
             if boxes.ndim != 2 or boxes.shape[-1] != 4:
                 raise ValueError(f"targets[{i}]['boxes'] must be (n, 4), got {tuple(boxes.shape)}")
-            if boxes.numel() and int(t["labels"].max()) >= self.num_classes:
-                raise ValueError(
-                    f"targets[{i}]['labels'] has label {int(t['labels'].max())} but num_classes="
-                    f"{self.num_classes}"
-                )
-        points, strides = outputs["points"], outputs["point_strides"]
-        gt = pad_targets(targets, points.device)
-        matched = assign_targets(
-            points,
-            strides,
-            outputs["size_ranges"],
-            gt["boxes"],
-            gt["valid"],
-            self.hparams.center_sampling_radius,
-        )
-        ignore = points_in_boxes(points, gt["boxes"], gt["crowd"])  # crowd regions: no negatives
-        terms = fcos_loss(
-            outputs["cls_logits"].float(),
-            outputs["bbox_regression"].float(),
-            outputs["bbox_ctrness"].float(),
-            points,
-            strides,
-            matched,
-            gt["boxes"],
-            gt["labels"],
-            ignore=ignore,
-            focal_alpha=self.hparams.focal_alpha,
-            focal_gamma=self.hparams.focal_gamma,
-        )
-        terms["loss"] = sum(terms.values())
-        return terms
+        if targets and all("padded_boxes" in t for t in targets):
+            # The collate step's: one stack per field, no per-image copies.
+            return {
+                "boxes": torch.stack([t["padded_boxes"] for t in targets]).to(device),
+                "labels": torch.stack([t["padded_labels"] for t in targets]).to(device),
+                "iscrowd": torch.stack([t["padded_iscrowd"] for t in targets]).to(device),
+            }
+        num = max([0, *(int(t["boxes"].shape[0]) for t in targets)])
+        gt = pad_targets(targets, device, num_boxes=bucket_size(num))
+        return {"boxes": gt["boxes"], "labels": gt["labels"], "iscrowd": gt["crowd"]}
 
     # ----------------------------------------------------------------- detections
     def postprocess(
@@ -286,8 +357,10 @@ class ObjectDetector(BaseTask):
         return out
 
     # ----------------------------------------------------------------- Lightning steps
-    def _shared_step(self, batch: Any, stage: str) -> Tensor:
+    def _shared_step(self, batch: Any, stage: str) -> Tensor | None:
         images, targets = batch
+        if images.shape[0] == 0:  # every image of the batch was unreadable (and left out)
+            return None
         outputs = self(images)
         terms = self.loss(outputs, targets)
         b = images.shape[0]
@@ -313,6 +386,8 @@ class ObjectDetector(BaseTask):
         self, batch: Any, batch_idx: int, dataloader_idx: int = 0
     ) -> list[dict[str, Any]]:
         images, targets = batch if isinstance(batch, (list, tuple)) else (batch, None)
+        if images.shape[0] == 0:  # only unreadable images, left out
+            return []
         return [self._named(d) for d in self.postprocess(self(images), targets)]
 
     def _named(self, det: dict[str, Tensor]) -> dict[str, Any]:

@@ -19,6 +19,38 @@ DEFAULT_SIZE_RANGES: tuple[tuple[float, float], ...] = (
 )
 
 
+#: Input side the FCOS size ranges were set for (the paper's 800 px shorter side).
+RANGES_IMAGE_SIZE = 800.0
+
+
+def scaled_size_ranges(
+    image_size: float,
+    levels: tuple[int, ...] = (3, 4, 5, 6, 7),
+    size_ranges: tuple[tuple[float, float], ...] = DEFAULT_SIZE_RANGES,
+) -> tuple[tuple[float, float], ...]:
+    """FCOS's per-level object sizes scaled from 800 px to ``image_size``, for the used levels.
+
+    At 256 px the 800-px ranges would leave P6/P7 without any positive (no object is 256 px
+    from a point); scaled, each level keeps the share of object sizes it has at 800 px.
+
+    Args:
+        image_size: the input's longest side in pixels.
+        levels: the pyramid levels used (3 = P3 ... 7 = P7), increasing. Default P3-P7.
+        size_ranges: the ranges of P3-P7 at 800 px. Default :data:`DEFAULT_SIZE_RANGES`.
+
+    Returns:
+        One ``(min, max)`` per used level: a level's upper bound is its own one, its lower bound
+        the previous used level's upper bound (the first level starts at 0, the last is open).
+    """
+    scale = image_size / RANGES_IMAGE_SIZE
+    out, low = [], 0.0
+    for i, level in enumerate(levels):
+        high = size_ranges[level - 3][1] * scale if i < len(levels) - 1 else float("inf")
+        out.append((low, high))
+        low = high
+    return tuple(out)
+
+
 def make_points(
     feature_sizes: list[tuple[int, int]],
     strides: list[int],

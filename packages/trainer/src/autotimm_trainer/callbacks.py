@@ -37,9 +37,10 @@ class NonFiniteLossError(FloatingPointError):
     """A training loss term became NaN or infinite (the message names the step and the term)."""
 
 
-def _fmt(value: torch.Tensor) -> str:
-    v = float(value.detach().float().reshape(-1)[0]) if value.numel() else math.nan
-    return str(v)
+def _first(value: torch.Tensor) -> torch.Tensor:
+    """The first element as a float32 scalar (NaN for an empty tensor), without a device read."""
+    flat = value.detach().float().reshape(-1)
+    return flat[0] if flat.numel() else torch.tensor(math.nan, device=value.device)
 
 
 #: The optional LightningModule method :class:`FiniteCheck` asks for a step's named loss terms.
@@ -58,6 +59,12 @@ class FiniteCheck(Callback):
     term at fault. AutoTimm's ``BaseTask`` implements it with the terms logged through
     ``log_loss``. A module without the hook has only the loss ``training_step`` returned checked.
 
+    On an accelerator the check never makes a step wait for the device: each step's verdict stays
+    on the device and is read every ``sync_every`` steps, at the end of each training epoch and
+    before any checkpoint is saved, one read for all of them; the error then names the first
+    failing step, and the steps after it may have changed weights (never a checkpoint). On CPU,
+    where reading a value costs nothing, every step is checked before ``backward``.
+
     Independently, a checkpoint whose weights hold NaN/inf is refused (a ``FloatingPointError``
     before anything is written), so a good best or last checkpoint is never replaced by one.
 
@@ -65,12 +72,17 @@ class FiniteCheck(Callback):
         check_loss: stop on a non-finite training loss. ``False`` only warns once and trains on
             (e.g. when mixed precision's gradient scaler is trusted to skip such steps); the
             weight check at save time stays on. Default True.
+        sync_every: on an accelerator, read the pending verdicts every this many steps.
+            Default 50.
     """
 
-    def __init__(self, check_loss: bool = True) -> None:
+    def __init__(self, check_loss: bool = True, sync_every: int = 50) -> None:
         self.check_loss = check_loss
+        self.sync_every = max(1, int(sync_every))
         self._batch_idx = -1
         self._warned = False
+        # Accelerator steps not read yet: (where, names, per-term finite flags, term values).
+        self._pending: list[tuple[str, list[str], torch.Tensor, torch.Tensor]] = []
 
     def on_train_batch_start(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
@@ -97,37 +109,64 @@ class FiniteCheck(Callback):
         terms = self._terms(pl_module, loss.device)
         terms.setdefault("loss", loss)
         names = list(terms)
-        # One device sync for all terms.
-        finite = torch.stack([torch.isfinite(terms[n].detach()).all() for n in names]).tolist()
-        if all(finite):
-            return
-        bad = [n for n, ok in zip(names, finite) if not ok]
-        # The parts first: the total is non-finite whenever one of them is.
-        bad.sort(key=lambda n: n == "loss")
         where = (
             f"global step {trainer.global_step} (epoch {trainer.current_epoch}, "
             f"batch {self._batch_idx})"
         )
-        values = ", ".join(f"{n}={_fmt(terms[n])}" for n in bad)
+        flags = torch.stack([torch.isfinite(terms[n].detach()).all() for n in names])
+        values = torch.stack([_first(terms[n]) for n in names])
+        self._pending.append((where, names, flags, values))
+        if loss.device.type == "cpu" or len(self._pending) >= self.sync_every:
+            self._flush()
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._flush()
+
+    def _flush(self) -> None:
+        """Read the pending verdicts (one device sync) and act on the first failing step."""
+        pending, self._pending = self._pending, []
+        if not pending:
+            return
+        ok = torch.stack([flags.all() for _, _, flags, _ in pending]).tolist()
+        if all(ok):
+            return
+        first = ok.index(False)
+        where, names, flags, values = pending[first]
+        finite, numbers = flags.tolist(), values.tolist()
+        later = len(pending) - 1 - first
+        bad = [n for n, good in zip(names, finite) if not good]
+        # The parts first: the total is non-finite whenever one of them is.
+        bad.sort(key=lambda n: n == "loss")
+        shown = {n: str(v) for n, v in zip(names, numbers)}
+        values_text = ", ".join(f"{n}={shown[n]}" for n in bad)
         if not self.check_loss:
             if not self._warned:
                 _log.warn(
-                    f"Non-finite training loss at {where}: {values}; training on because "
+                    f"Non-finite training loss at {where}: {values_text}; training on because "
                     "check_finite_loss=False (this is reported once)."
                 )
                 self._warned = True
             return
+        if later:
+            effect = (
+                f" Found {later} steps later (an accelerator's losses are read every "
+                f"{self.sync_every} steps, so that no step waits for it): those steps may have "
+                "changed weights, but no checkpoint holds them."
+            )
+        else:
+            effect = " Training stopped before this step updated any weight."
         raise NonFiniteLossError(
-            f"Training loss term '{bad[0]}' is {_fmt(terms[bad[0]])} at {where}"
-            + (f" (non-finite: {values})" if len(bad) > 1 else "")
-            + ". Training stopped before this step updated any weight; the checkpoints saved "
-            "so far are intact. Try a lower learning rate, gradient_clip_val, or check the "
-            "data of this batch; pass check_finite_loss=False to AutoTrainer to train on anyway."
+            f"Training loss term '{bad[0]}' is {shown[bad[0]]} at {where}"
+            + (f" (non-finite: {values_text})" if len(bad) > 1 else "")
+            + f".{effect} The checkpoints saved so far are intact. Try a lower learning rate, "
+            "gradient_clip_val, or check the data of this batch; pass check_finite_loss=False "
+            "to AutoTrainer to train on anyway."
         )
 
     def on_save_checkpoint(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
     ) -> None:
+        self._flush()  # a failing step not read yet stops the run before anything is written
         state = checkpoint.get("state_dict") or {}
         names = [k for k, v in state.items() if torch.is_tensor(v) and v.is_floating_point()]
         if not names:

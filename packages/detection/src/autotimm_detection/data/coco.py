@@ -16,6 +16,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from autotimm_core.data import read_image_rgb
+from autotimm_detection.assign import PAD_LABEL, bucket_size
 from autotimm_detection.data.transforms import letterbox_target
 
 #: Missing files named in an error message (the rest are counted).
@@ -26,8 +27,11 @@ _LIST_FIRST = 5
 class ImageRecord:
     """One image and its annotations in original pixels.
 
-    ``boxes`` are xyxy, clipped to the image; ``area`` is COCO's annotation area (what the COCO
-    evaluation uses for the small/medium/large ranges).
+    ``boxes`` are xyxy, clipped to the image, without the boxes too small to train on; ``area``
+    is COCO's annotation area (what the COCO evaluation uses for the small/medium/large ranges).
+    ``eval`` holds every annotation exactly as the file gives it (``boxes`` xyxy unclipped,
+    ``category_ids``, ``iscrowd``, ``area``), the ground truth evaluation compares with; None
+    where it equals the training fields.
     """
 
     image_id: int
@@ -38,6 +42,14 @@ class ImageRecord:
     category_ids: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.int64))
     iscrowd: np.ndarray = field(default_factory=lambda: np.zeros((0,), bool))
     area: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.float32))
+    eval: dict[str, np.ndarray] | None = None
+
+    def eval_targets(self) -> dict[str, np.ndarray]:
+        """The evaluation ground truth (see the class docstring)."""
+        if self.eval is not None:
+            return self.eval
+        fields = ("boxes", "category_ids", "iscrowd", "area")
+        return {k: getattr(self, k) for k in fields}
 
 
 @dataclass
@@ -165,6 +177,8 @@ def load_coco(
         )
 
     per_image: dict[int, list[tuple[list[float], int, bool, float]]] = {}
+    # Evaluation sees every annotation as written (no clipping, no dropping), as pycocotools does.
+    exact: dict[int, list[tuple[list[float], int, bool, float]]] = {}
     dropped = 0
     for i, ann in enumerate(data["annotations"]):
         _require(isinstance(ann, dict), ann_file, f"annotations[{i}] is not an object")
@@ -196,24 +210,39 @@ def load_coco(
             min(max(x + w, 0.0), rec.width),
             min(max(y + h, 0.0), rec.height),
         ]
+        area = _number(ann["area"], ann_file, f"annotations[{i}].area") if "area" in ann else w * h
+        crowd = bool(ann.get("iscrowd", 0))
+        exact.setdefault(image_id, []).append(([x, y, x + w, y + h], cat, crowd, area))
         if box[2] - box[0] < min_box_size or box[3] - box[1] < min_box_size:
             dropped += 1
             continue
-        area = _number(ann["area"], ann_file, f"annotations[{i}].area") if "area" in ann else w * h
-        per_image.setdefault(image_id, []).append((box, cat, bool(ann.get("iscrowd", 0)), area))
+        per_image.setdefault(image_id, []).append((box, cat, crowd, area))
     if dropped:
         warnings.warn(
             f"{ann_file}: dropped {dropped} annotations whose bbox is smaller than "
-            f"{min_box_size} px (zero, negative or outside the image)",
+            f"{min_box_size} px (zero, negative or outside the image) from training; "
+            "evaluation keeps them, as pycocotools does",
             stacklevel=2,
         )
     for image_id, anns in per_image.items():
         rec = records[image_id]
-        rec.boxes = np.asarray([a[0] for a in anns], np.float32).reshape(-1, 4)
-        rec.category_ids = np.asarray([a[1] for a in anns], np.int64)
-        rec.iscrowd = np.asarray([a[2] for a in anns], bool)
-        rec.area = np.asarray([a[3] for a in anns], np.float32)
+        rec.boxes, rec.category_ids, rec.iscrowd, rec.area = _arrays(anns)
+    for image_id, anns in exact.items():
+        boxes, cats, crowd, area = _arrays(anns)
+        fields = {"boxes": boxes, "category_ids": cats, "iscrowd": crowd, "area": area}
+        records[image_id].eval = fields
     return CocoAnnotations(ann_file, image_dir, list(records.values()), categories)
+
+
+def _arrays(
+    anns: list[tuple[list[float], int, bool, float]],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    return (
+        np.asarray([a[0] for a in anns], np.float32).reshape(-1, 4),
+        np.asarray([a[1] for a in anns], np.int64),
+        np.asarray([a[2] for a in anns], bool),
+        np.asarray([a[3] for a in anns], np.float32),
+    )
 
 
 class CocoDetection(Dataset):
@@ -223,7 +252,10 @@ class CocoDetection(Dataset):
     (n, 4) xyxy in input pixels, ``labels`` (n,) contiguous, ``iscrowd`` (n,), ``image_id``,
     ``orig_size`` (h, w), ``scale`` (sx, sy) of the letterbox, and the original annotations
     ``orig_boxes``, ``orig_labels``, ``orig_iscrowd``, ``orig_area`` that evaluation compares with.
-    Unreadable images are skipped (the next image is returned) with a warning naming them.
+    An unreadable image is reported in a warning naming it; in training the next readable image
+    takes its place (the epoch keeps its length), in evaluation (``skip_unreadable=True``) the
+    item is None, which :func:`collate_detection` leaves out: it is in neither the predictions
+    nor the ground truth.
 
     Args:
         annotations: from :func:`load_coco`.
@@ -231,6 +263,8 @@ class CocoDetection(Dataset):
             with the same signature: ``(image (3, H, W) uint8, boxes, labels, iscrowd)``).
         cat_to_label: category id -> contiguous label.
         image_size: network input side (for the letterbox scale).
+        skip_unreadable: give None for an unreadable image instead of the next one. Default
+            False.
     """
 
     def __init__(
@@ -239,18 +273,31 @@ class CocoDetection(Dataset):
         transform: Callable[..., tuple[Tensor, Tensor, Tensor, Tensor]],
         cat_to_label: dict[int, int],
         image_size: int,
+        skip_unreadable: bool = False,
     ) -> None:
         self.annotations = annotations
         self.records = annotations.records
         self.transform = transform
         self.cat_to_label = cat_to_label
         self.image_size = image_size
+        self.skip_unreadable = skip_unreadable
         self._unreadable: set[Path] = set()
 
     def __len__(self) -> int:
         return len(self.records)
 
-    def __getitem__(self, index: int) -> tuple[Tensor, dict[str, Tensor]]:
+    def __getitem__(self, index: int) -> tuple[Tensor, dict[str, Tensor]] | None:
+        if self.skip_unreadable:
+            rec = self.records[index]
+            try:
+                return self._item(rec, read_image_rgb(rec.path))
+            except (OSError, ValueError) as err:
+                warnings.warn(
+                    f"left out of evaluation (predictions and ground truth): unreadable image "
+                    f"{rec.path}: {err}",
+                    stacklevel=2,
+                )
+                return None
         for attempt in range(len(self.records)):
             rec = self.records[(index + attempt) % len(self.records)]
             if rec.path in self._unreadable:
@@ -270,23 +317,50 @@ class CocoDetection(Dataset):
         h, w = image.shape[-2:]
         labels = np.asarray([self.cat_to_label[int(c)] for c in rec.category_ids], np.int64)
         img, boxes, out_labels, crowd = self.transform(image, rec.boxes, labels, rec.iscrowd)
+        gt = rec.eval_targets()
+        eval_labels = np.asarray([self.cat_to_label[int(c)] for c in gt["category_ids"]], np.int64)
         target = {
             "boxes": boxes,
             "labels": out_labels,
             "iscrowd": crowd,
             "image_id": torch.tensor(rec.image_id),
             **letterbox_target(h, w, self.image_size),
-            "orig_boxes": torch.from_numpy(rec.boxes),
-            "orig_labels": torch.from_numpy(labels),
-            "orig_iscrowd": torch.from_numpy(rec.iscrowd),
-            "orig_area": torch.from_numpy(rec.area),
+            "orig_boxes": torch.from_numpy(gt["boxes"]),
+            "orig_labels": torch.from_numpy(eval_labels),
+            "orig_iscrowd": torch.from_numpy(gt["iscrowd"]),
+            "orig_area": torch.from_numpy(gt["area"]),
         }
         return img, target
 
 
 def collate_detection(
-    batch: list[tuple[Tensor, dict[str, Tensor]]],
+    batch: list[tuple[Tensor, dict[str, Tensor]] | None],
 ) -> tuple[Tensor, list[dict[str, Tensor]]]:
-    """Stack the (equal-size) images; keep targets as a list (their box counts differ)."""
-    images, targets = zip(*batch)
-    return torch.stack(images), list(targets)
+    """Stack the (equal-size) images; keep targets as a list (their box counts differ).
+
+    Each target also gets its boxes padded to the batch's bucketed box count M
+    (:func:`~autotimm_detection.assign.bucket_size`: a power of two, so a run sees few shapes):
+    ``padded_boxes`` (M, 4), ``padded_labels`` (M,) with -1 for padding and ``padded_iscrowd``
+    (M,). ``ObjectDetector.loss`` stacks these as they are, without per-image work in the step.
+    None items (unreadable evaluation images) are left out; a batch of only those gives a
+    (0, 3, 0, 0) image tensor and no targets.
+    """
+    items = [item for item in batch if item is not None]
+    if not items:
+        return torch.zeros(0, 3, 0, 0, dtype=torch.uint8), []
+    images, targets = zip(*items)
+    m = bucket_size(max([0, *(int(t["boxes"].shape[0]) for t in targets)]))
+    out = []
+    for t in targets:
+        t = dict(t)
+        n = int(t["boxes"].shape[0])
+        boxes = torch.zeros(m, 4)
+        boxes[:n] = torch.as_tensor(t["boxes"], dtype=torch.float32).reshape(n, 4)
+        labels = torch.full((m,), PAD_LABEL, dtype=torch.long)
+        labels[:n] = torch.as_tensor(t["labels"], dtype=torch.long)
+        crowd = torch.zeros(m, dtype=torch.bool)
+        if "iscrowd" in t:
+            crowd[:n] = torch.as_tensor(t["iscrowd"]).bool()
+        t.update(padded_boxes=boxes, padded_labels=labels, padded_iscrowd=crowd)
+        out.append(t)
+    return torch.stack(images), out

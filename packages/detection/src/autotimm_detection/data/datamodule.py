@@ -324,7 +324,11 @@ class DetectionDataModule(BaseDataModule):
         ann = self._load(split)
         cat_to_label = {c: i for i, c in enumerate(self.category_ids)}
         self.datasets[split] = CocoDetection(
-            ann, self._transform(split), cat_to_label, self.image_size
+            ann,
+            self._transform(split),
+            cat_to_label,
+            self.image_size,
+            skip_unreadable=split != "train",
         )
         return self.datasets[split]
 

@@ -25,7 +25,13 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from autotimm_detection.data.coco import _LIST_FIRST, CocoAnnotations, ImageRecord, _number
+from autotimm_detection.data.coco import (
+    _LIST_FIRST,
+    CocoAnnotations,
+    ImageRecord,
+    _arrays,
+    _number,
+)
 
 #: The layouts ``DetectionDataModule(format=...)`` reads; "auto" recognises them.
 FORMATS = ("auto", "coco", "yolo", "voc", "csv")
@@ -65,12 +71,14 @@ def _records(
     min_box_size: float,
 ) -> CocoAnnotations:
     """Records as ``load_coco`` makes them: boxes clipped to the image, too-small ones dropped
-    (one warning), area the unclipped box's (COCO's default for a box annotation)."""
+    (one warning), area the unclipped box's (COCO's default for a box annotation); evaluation
+    keeps every box as the file gives it (``ImageRecord.eval``)."""
     records, dropped = [], 0
     for image_id, (path, w, h, boxes) in enumerate(entries, start=1):
         rec = ImageRecord(image_id, path, w, h)
-        kept = []
+        kept, exact = [], []
         for x0, y0, x1, y1, cat, crowd in boxes:
+            exact.append(([x0, y0, x1, y1], cat, crowd, (x1 - x0) * (y1 - y0)))
             box = [min(max(x0, 0.0), w), min(max(y0, 0.0), h)]
             box += [min(max(x1, 0.0), w), min(max(y1, 0.0), h)]
             if box[2] - box[0] < min_box_size or box[3] - box[1] < min_box_size:
@@ -82,6 +90,9 @@ def _records(
             rec.category_ids = np.asarray([k[1] for k in kept], np.int64)
             rec.iscrowd = np.asarray([k[2] for k in kept], bool)
             rec.area = np.asarray([k[3] for k in kept], np.float32)
+        if exact:
+            fields = dict(zip(("boxes", "category_ids", "iscrowd", "area"), _arrays(exact)))
+            rec.eval = fields
         records.append(rec)
     if dropped:
         warnings.warn(
