@@ -1,18 +1,27 @@
 """Inference and training-step speed: ObjectDetector vs torchvision's FCOS, same backbone and size.
 
-Both are ResNet-50 + FPN P3-P7 + a 4-conv FCOS head, random weights, in one process, CPU by default.
+Both are the same ResNet (timm's in ours, torchvision's there: the same network) + FPN P3-P7 +
+a 4-conv FCOS head, random weights, in one process, CPU by default.
 
     OMP_NUM_THREADS=1 python benchmarks/detection_speed.py --image-size 320 --batch-size 2 --iters 3
+    OMP_NUM_THREADS=1 python benchmarks/detection_speed.py --backbone resnet18 --image-size 256 \
+        --batch-size 8 --iters 3
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
 
 import torch
-from torchvision.models.detection import fcos_resnet50_fpn
+import torchvision
+from torchvision.models.detection import FCOS
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.backbone_utils import BackboneWithFPN
+from torchvision.models.detection.fcos import FCOSHead
+from torchvision.ops.feature_pyramid_network import LastLevelP6P7
 
 from autotimm_detection import ObjectDetector
 
@@ -35,6 +44,38 @@ def random_targets(
     return out
 
 
+def torchvision_fcos(
+    backbone: str,
+    num_classes: int,
+    image_size: int,
+    fpn_channels: int = 256,
+    head_num_convs: int = 4,
+) -> FCOS:
+    """torchvision's FCOS on a torchvision ResNet with FPN P3-P7, random weights, built as
+    ``fcos_resnet50_fpn`` builds it (trainable BatchNorm without pretrained weights, P6/P7
+    from P5) but for any ResNet and width. It resizes inside: ``min_size = max_size =
+    image_size`` keeps square inputs as they are. ``num_classes + 1``: label 0 is reserved."""
+    net = getattr(torchvision.models, backbone)(weights=None)
+    c = net.inplanes // 4  # layer2's output channels (torchvision's _resnet_fpn_extractor rule)
+    body = BackboneWithFPN(
+        net,
+        {"layer2": "0", "layer3": "1", "layer4": "2"},
+        [c, c * 2, c * 4],
+        fpn_channels,
+        extra_blocks=LastLevelP6P7(fpn_channels, fpn_channels),
+    )
+    anchors = AnchorGenerator(((8,), (16,), (32,), (64,), (128,)), ((1.0,),) * 5)
+    head = FCOSHead(fpn_channels, 1, num_classes + 1, num_convs=head_num_convs)
+    return FCOS(
+        body,
+        num_classes + 1,
+        min_size=image_size,
+        max_size=image_size,
+        anchor_generator=anchors,
+        head=head,
+    )
+
+
 def _time(fn, warmup: int, iters: int) -> float:
     for _ in range(warmup):
         fn()
@@ -48,6 +89,7 @@ def _time(fn, warmup: int, iters: int) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--backbone", default="resnet50", choices=["resnet18", "resnet50"])
     ap.add_argument("--image-size", type=int, default=640)
     ap.add_argument("--batch-size", type=int, default=4)
     ap.add_argument("--iters", type=int, default=5)
@@ -55,6 +97,11 @@ def main() -> None:
     ap.add_argument("--num-classes", type=int, default=80)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument(
+        "--ours",
+        default="{}",
+        help="ObjectDetector options as JSON, e.g. '{\"fpn_levels\": [3, 4, 5]}'",
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -65,17 +112,15 @@ def main() -> None:
     targets = [{k: v.to(dev) for k, v in t.items()} for t in random_targets(b, s, args.num_classes)]
 
     ours = ObjectDetector(
-        "resnet50", num_classes=args.num_classes, pretrained=False, image_size=s
+        args.backbone,
+        num_classes=args.num_classes,
+        pretrained=False,
+        image_size=s,
+        **json.loads(args.ours),
     ).to(dev)
     # torchvision resizes inside the model: pin min/max size so that both see s x s inputs.
     # num_classes + 1 keeps its classifier the same width as ours (it reserves label 0).
-    tv = fcos_resnet50_fpn(
-        weights=None,
-        weights_backbone=None,
-        num_classes=args.num_classes + 1,
-        min_size=s,
-        max_size=s,
-    ).to(dev)
+    tv = torchvision_fcos(args.backbone, args.num_classes, s).to(dev)
     tv.score_thresh, tv.nms_thresh = ours.hparams.score_thresh, ours.hparams.nms_thresh
     tv_targets = [{"boxes": t["boxes"], "labels": t["labels"] + 1} for t in targets]
     tv_images = list(images_f)
@@ -113,7 +158,8 @@ def main() -> None:
         _time(tv_train, args.warmup, args.iters),
     )
     print(
-        f"device={args.device} threads={args.threads} image_size={s} batch={b} iters={args.iters} (median)"
+        f"device={args.device} threads={args.threads} backbone={args.backbone} image_size={s} "
+        f"batch={b} iters={args.iters} (median) ours={args.ours}"
     )
     print(f"{'measure':<22}{'ours':>10}{'torchvision':>13}{'ratio':>8}")
     for k, (o, t) in results.items():

@@ -202,6 +202,11 @@ def test_size_ranges_follow_the_input_size_and_levels_are_a_parameter():
     )
     out = model(torch.zeros(1, 3, 64, 64, dtype=torch.uint8))
     assert out["num_points_per_level"] == [64, 16, 4] and model.head.scales.numel() == 3
+    assert out["size_ranges"][0].tolist() == [0.0, 64.0]  # the 800-px ranges by default
+    scaled = ObjectDetector(
+        "test_resnet", num_classes=2, image_size=64, scale_size_ranges=True, **SMALL
+    )
+    out = scaled(torch.zeros(1, 3, 64, 64, dtype=torch.uint8))
     assert out["size_ranges"][0].tolist() == pytest.approx([0.0, 64 * 64 / 800])
     with pytest.raises(ValueError, match=r"fpn_levels must be increasing .* got \(5, 3\)"):
         ObjectDetector("test_resnet", num_classes=2, fpn_levels=(5, 3), **SMALL)

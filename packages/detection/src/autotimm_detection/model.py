@@ -74,7 +74,10 @@ class ObjectDetector(BaseTask):
         centerness_weighted_giou: weight the GIoU loss by the centerness target and normalise
             by its sum (official FCOS, mmdetection) instead of by the number of positives
             (torchvision). Default True.
-        Level size ranges follow the input size: FCOS's 800-px ranges scaled to it.
+        scale_size_ranges: scale FCOS's 800-px level size ranges to the input size (at 256 px
+            P6/P7 then get objects too). Default False: measured on small inputs it moves
+            mid-sized objects to levels of 2x2 or 1x1 cells and costs accuracy
+            (``benchmarks/detection_quality.py``).
         **kwargs: BaseTask's arguments: ``metrics`` (default COCO mAP on val and test;
             MeanAveragePrecision configs get pycocotools-exact thresholds and the fastest
             installed backend unless set, and torchmetrics' own class is built as
@@ -109,6 +112,7 @@ class ObjectDetector(BaseTask):
         fpn_levels: Sequence[int] = (3, 4, 5, 6, 7),
         force_gt_positive: bool = True,
         centerness_weighted_giou: bool = True,
+        scale_size_ranges: bool = False,
         **kwargs: Any,
     ) -> None:
         if not (isinstance(num_classes, int) and num_classes > 0):
@@ -180,10 +184,9 @@ class ObjectDetector(BaseTask):
         if key not in self._points_cache:
             strides = [FPN_STRIDES[level - 3] for level in self.fpn_levels]
             points, strides, counts = make_points(list(sizes), strides, device=features[0].device)
+            side = max(image_size) if self.hparams.get("scale_size_ranges", False) else 800.0
             ranges = level_size_ranges(
-                counts,
-                scaled_size_ranges(max(image_size), self.fpn_levels),
-                device=features[0].device,
+                counts, scaled_size_ranges(side, self.fpn_levels), device=features[0].device
             )
             self._points_cache[key] = (points, strides, counts, ranges)
         return self._points_cache[key]

@@ -85,7 +85,9 @@ class DetectionDataModule(BaseDataModule):
         train_images: training image folder, overriding the found layout. Default None.
         val_images: validation image folder, overriding the found layout. Default None.
         test_images: test image folder, overriding the found layout. Default None.
-        min_box_size: boxes with a side shorter than this (pixels) are dropped. Default 1.0.
+        min_box_size: boxes with a side shorter than this (pixels) are dropped from training
+            targets; evaluation (``val/map``) keeps every annotation as the file gives it, as
+            pycocotools does. Default 1.0.
         min_visibility: after augmentation, boxes with less than this fraction still in the image
             are dropped. Default 0.25.
         train_transforms: your own augmentation pipeline for the chosen backend (run before the
