@@ -1,4 +1,5 @@
-"""AutoTimm: train any timm backbone for image classification and object detection.
+"""AutoTimm: train any timm backbone for image classification, object detection and semantic
+segmentation.
 
 This meta-package re-exports the public API of the AutoTimm packages that are installed. Names
 are imported on first use, so ``import autotimm`` stays light and a task package you do not use
@@ -42,6 +43,10 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     "resolve_data_config": ("autotimm_core", None),
     "resolve_optimizer_name": ("autotimm_core", None),
     "resolve_scheduler_name": ("autotimm_core", None),
+    "FeatureAdapter": ("autotimm_core", None),
+    "SimpleFeaturePyramid": ("autotimm_core", None),
+    "accepts_img_size": ("autotimm_core", None),
+    "build_feature_backbone": ("autotimm_core", None),
     # classification
     "BUILTIN_DATASETS": ("autotimm_classification", "classification"),
     "ImageClassifier": ("autotimm_classification", "classification"),
@@ -60,6 +65,20 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     "load_csv": ("autotimm_detection", "detection"),
     "load_voc": ("autotimm_detection", "detection"),
     "load_yolo": ("autotimm_detection", "detection"),
+    # segmentation
+    "VOC_CLASSES": ("autotimm_segmentation", "segmentation"),
+    "CocoMasks": ("autotimm_segmentation", "segmentation"),
+    "DeepLabV3PlusHead": ("autotimm_segmentation", "segmentation"),
+    "FPNHead": ("autotimm_segmentation", "segmentation"),
+    "SegmentationDataModule": ("autotimm_segmentation", "segmentation"),
+    "SegmentationDataset": ("autotimm_segmentation", "segmentation"),
+    "SegmentationTransform": ("autotimm_segmentation", "segmentation"),
+    "SemanticSegmentor": ("autotimm_segmentation", "segmentation"),
+    "UNetHead": ("autotimm_segmentation", "segmentation"),
+    "build_loss": ("autotimm_segmentation", "segmentation"),
+    "build_segmentation_transform": ("autotimm_segmentation", "segmentation"),
+    "draw_segmentation": ("autotimm_segmentation", "segmentation"),
+    "read_mask": ("autotimm_segmentation", "segmentation"),
     # trainer
     "AutoTrainer": ("autotimm_trainer", "trainer"),
     "FiniteCheck": ("autotimm_trainer", "trainer"),
@@ -70,14 +89,19 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
 
 __all__ = [
     "BUILTIN_DATASETS",
+    "VOC_CLASSES",
     "AutoTrainer",
     "BaseDataModule",
     "BaseTask",
     "COCOMeanAveragePrecision",
     "CocoDetection",
+    "CocoMasks",
     "DataConfig",
     "DataContract",
+    "DeepLabV3PlusHead",
     "DetectionDataModule",
+    "FPNHead",
+    "FeatureAdapter",
     "FiniteCheck",
     "ImageClassifier",
     "ImageDataModule",
@@ -91,15 +115,26 @@ __all__ = [
     "NonFiniteLossError",
     "ObjectDetector",
     "Registry",
+    "SegmentationDataModule",
+    "SegmentationDataset",
+    "SegmentationTransform",
+    "SemanticSegmentor",
+    "SimpleFeaturePyramid",
     "TunerConfig",
+    "UNetHead",
+    "accepts_img_size",
     "backbone_data_config",
     "build_classification_transform",
     "build_detection_transform",
+    "build_feature_backbone",
+    "build_loss",
+    "build_segmentation_transform",
     "check_backbone_name",
     "create_backbone",
     "create_optimizer",
     "create_scheduler",
     "draw_detections",
+    "draw_segmentation",
     "list_backbones",
     "list_optimizers",
     "list_schedulers",
@@ -109,6 +144,7 @@ __all__ = [
     "load_yolo",
     "read_image",
     "read_image_rgb",
+    "read_mask",
     "resolve_data_config",
     "resolve_optimizer_name",
     "resolve_scheduler_name",
@@ -146,6 +182,10 @@ if TYPE_CHECKING:  # for IDEs and type checkers; nothing is imported at run time
         resolve_data_config,
         resolve_optimizer_name,
         resolve_scheduler_name,
+        FeatureAdapter,
+        SimpleFeaturePyramid,
+        accepts_img_size,
+        build_feature_backbone,
     )
     from autotimm_detection import (
         CocoDetection,
@@ -158,6 +198,21 @@ if TYPE_CHECKING:  # for IDEs and type checkers; nothing is imported at run time
         load_csv,
         load_voc,
         load_yolo,
+    )
+    from autotimm_segmentation import (
+        VOC_CLASSES,
+        CocoMasks,
+        DeepLabV3PlusHead,
+        FPNHead,
+        SegmentationDataModule,
+        SegmentationDataset,
+        SegmentationTransform,
+        SemanticSegmentor,
+        UNetHead,
+        build_loss,
+        build_segmentation_transform,
+        draw_segmentation,
+        read_mask,
     )
     from autotimm_trainer import (
         AutoTrainer,
