@@ -26,10 +26,15 @@ def _palette() -> list[int]:
     return pal
 
 
-def make_scene(rng: np.random.Generator, size: tuple[int, int] = (64, 48)) -> tuple[np.ndarray, np.ndarray]:
-    """One ``(image HxWx3 uint8, mask HxW uint8)`` pair of ``size`` = (width, height)."""
+def make_scene(
+    rng: np.random.Generator, size: tuple[int, int] = (64, 48), noise: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
+    """One ``(image HxWx3 uint8, mask HxW uint8)`` pair of ``size`` = (width, height); without
+    ``noise`` the background is flat grey and the shapes flat colours."""
     w, h = size
     image = rng.integers(90, 150, size=(h, w, 3), dtype=np.uint8)
+    if not noise:
+        image[:] = 120
     mask = np.zeros((h, w), dtype=np.uint8)
     yy, xx = np.mgrid[0:h, 0:w]
     for _ in range(int(rng.integers(1, 4))):
@@ -45,8 +50,8 @@ def make_scene(rng: np.random.Generator, size: tuple[int, int] = (64, 48)) -> tu
             d2 = (xx - cx) ** 2 + (yy - cy) ** 2
             inner, outer = d2 <= r * r, d2 <= (r + 2) ** 2
         mask[outer] = IGNORE
-        noise = rng.integers(-15, 16, size=(int(inner.sum()), 3))
-        image[inner] = np.clip(np.array(COLOURS[cls]) + noise, 0, 255).astype(np.uint8)
+        jitter = rng.integers(-15, 16, size=(int(inner.sum()), 3)) if noise else 0
+        image[inner] = np.clip(np.array(COLOURS[cls]) + jitter, 0, 255).astype(np.uint8)
         mask[inner] = cls
     return image, mask
 

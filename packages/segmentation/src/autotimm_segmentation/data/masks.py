@@ -64,7 +64,7 @@ def read_mask(path: str | Path) -> torch.Tensor:
                 f"mask {path} holds values up to {top}: masks are 8-bit class indices (0-255)"
             )
         arr = arr.astype(np.uint8)
-    return torch.from_numpy(np.ascontiguousarray(arr))
+    return torch.from_numpy(np.array(arr, dtype=np.uint8, copy=True))
 
 
 def check_mask(

@@ -96,11 +96,46 @@ class Letterbox(v2.Transform):
         nh, nw = params["new"]
         pad = [0, 0, self.size - nw, self.size - nh]
         if isinstance(inpt, tv_tensors.Mask):
-            out = F.resize(inpt, [nh, nw], interpolation=InterpolationMode.NEAREST)
+            # NEAREST_EXACT samples at pixel centres, as the image's modes do (NEAREST is off
+            # by half a pixel, shifting the mask against its image).
+            out = F.resize(inpt, [nh, nw], interpolation=InterpolationMode.NEAREST_EXACT)
             return F.pad(out, pad, fill=self.mask_fill)
         if isinstance(inpt, tv_tensors.Image):
             out = F.resize(inpt, [nh, nw], interpolation=self.interpolation, antialias=True)
             return F.pad(out, pad, fill=self.fill)
+        return inpt
+
+
+class RandomScale(v2.Transform):
+    """Resize to the letterbox size of ``size`` times a random factor in ``scale_range``
+    (aspect ratio kept; masks with pixel-centred nearest-neighbour, unlike v2.ScaleJitter).
+
+    Args:
+        size: the side the longest side is scaled to at factor 1.
+        scale_range: range of the factor.
+        interpolation: image interpolation name. Default ``"bicubic"``.
+    """
+
+    def __init__(
+        self, size: int, scale_range: tuple[float, float], interpolation: str = "bicubic"
+    ) -> None:
+        super().__init__()
+        self.size = size
+        self.scale_range = scale_range
+        self.interpolation = InterpolationMode(interpolation)
+
+    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
+        image = next(i for i in flat_inputs if isinstance(i, tv_tensors.Image))
+        h, w = F.get_size(image)
+        low, high = self.scale_range
+        factor = low + float(torch.rand(())) * (high - low)
+        return {"new": letterbox_size(h, w, max(1, round(self.size * factor)))}
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        if isinstance(inpt, tv_tensors.Mask):
+            return F.resize(inpt, params["new"], interpolation=InterpolationMode.NEAREST_EXACT)
+        if isinstance(inpt, tv_tensors.Image):
+            return F.resize(inpt, params["new"], interpolation=self.interpolation, antialias=True)
         return inpt
 
 
@@ -176,7 +211,7 @@ class SegmentationTransform:
 
 
 def _torchvision_pipeline(t: SegmentationTransform) -> v2.Compose:
-    size, interp = t.image_size, InterpolationMode(t.config.interpolation)
+    size = t.image_size
     fills = {tv_tensors.Image: list(t.fill), tv_tensors.Mask: t.ignore_index}
     ops: list[Any] = []
     for step in t.steps:
@@ -184,7 +219,7 @@ def _torchvision_pipeline(t: SegmentationTransform) -> v2.Compose:
             # Letterbox size times a random scale, then a random square crop (padded with the
             # ignore value where the scaled image is smaller than the crop).
             ops += [
-                v2.ScaleJitter((size, size), scale_range=t.scale_range, interpolation=interp),
+                RandomScale(size, t.scale_range, t.config.interpolation),
                 v2.RandomCrop(size, pad_if_needed=True, fill=fills),
             ]
         elif step == "hflip":
@@ -210,13 +245,16 @@ def _albumentations_pipeline(t: SegmentationTransform) -> Any:
     interp = _CV2_INTERPOLATION[t.config.interpolation]
     fill = tuple(t.fill)
     pad = {"border_mode": cv2.BORDER_CONSTANT, "fill": fill, "fill_mask": t.ignore_index}
-    ops: list[Any] = [A.LongestMaxSize(max_size=size, interpolation=interp)]
+    # OpenCV's INTER_NEAREST samples half a pixel off the centres that its other modes (and
+    # torchvision) use, shifting masks against their images; INTER_NEAREST_EXACT does not.
+    resize = {"interpolation": interp, "mask_interpolation": cv2.INTER_NEAREST_EXACT}
+    ops: list[Any] = [A.LongestMaxSize(max_size=size, **resize)]
     for step in t.steps:
         if step == "scale_crop":
             low, high = t.scale_range
             ops += [
                 # RandomScale's limits are offsets from 1.
-                A.RandomScale(scale_limit=(low - 1.0, high - 1.0), interpolation=interp, p=1.0),
+                A.RandomScale(scale_limit=(low - 1.0, high - 1.0), p=1.0, **resize),
                 A.PadIfNeeded(size, size, position="random", **pad),
                 A.RandomCrop(size, size),
             ]
@@ -225,7 +263,13 @@ def _albumentations_pipeline(t: SegmentationTransform) -> Any:
         elif step == "colour":
             ops.append(A.ColorJitter(0.3, 0.3, 0.3, 0.03, p=0.5))
         elif step == "rotate":
-            ops.append(A.Affine(rotate=(-10, 10), interpolation=interp, p=0.5, **pad))
+            ops.append(A.Affine(
+                    rotate=(-10, 10),
+                    interpolation=interp,
+                    mask_interpolation=cv2.INTER_NEAREST,  # warps sample at pixel centres
+                    p=0.5,
+                    **pad,
+                ))
     if "scale_crop" not in t.steps:
         ops.append(A.PadIfNeeded(size, size, position="top_left", **pad))
     return A.Compose(ops)
