@@ -111,14 +111,16 @@ class SemanticSegmentor(BaseTask):
                     f"class_weights must be {num_classes} non-negative numbers (one per class), "
                     f"got {weights}"
                 )
-        metrics = kwargs.get("metrics")
-        metrics = (
+        given = kwargs.get("metrics")
+        kwargs["metrics"] = (
             default_segmentation_metrics(ignore_index)
-            if metrics is None
-            else with_segmentation_params(metrics, ignore_index)
+            if given is None
+            else with_segmentation_params(given, ignore_index)
         )
-        # kwargs itself stays as given: the hyperparameters keep metrics=None for the defaults.
-        super().__init__(num_classes=num_classes, **{**kwargs, "metrics": metrics})
+        # A plain **kwargs call, which jsonargparse (the CLI) follows to BaseTask's arguments.
+        super().__init__(num_classes=num_classes, **kwargs)
+        # The hyperparameters keep the metrics as given (None: the defaults for ignore_index).
+        kwargs["metrics"] = given
         self.save_task_hyperparameters()
         self.num_classes = num_classes
         self.ignore_index = ignore_index

@@ -219,6 +219,11 @@ class SegmentationDataModule(BaseDataModule):
         """Class names by index (see the ``class_names`` argument for where they come from)."""
         if self._class_names is None:
             self._class_names = self._find_class_names()
+            # Lightning logs this module's hyperparameters with the model's, which takes these
+            # names (DataContract), and stops on a key they hold with different values: both
+            # hold the names (a dict to save_hyperparameters, Lightning's public way to change
+            # saved values, updates the initial copy that is logged).
+            self.save_hyperparameters({**self.hparams, "class_names": list(self._class_names)})
         return self._class_names
 
     def _find_class_names(self) -> list[str]:
