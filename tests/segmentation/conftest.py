@@ -7,7 +7,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from scenes import make_folder  # noqa: E402
+from scenes import make_folder
 
 
 @pytest.fixture(scope="session")

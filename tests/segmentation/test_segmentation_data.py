@@ -145,7 +145,9 @@ def test_mask_of_another_size_is_named(tmp_path):
     Image.open(mask).resize((32, 24), Image.NEAREST).save(mask)
     data = SegmentationDataModule(root, num_workers=0)
     data.setup("fit")
-    with pytest.raises(ValueError, match=rf"mask .*{mask.name} is 32x24 \(WxH\) but its image .* is 64x48"):
+    with pytest.raises(
+        ValueError, match=rf"mask .*{mask.name} is 32x24 \(WxH\) but its image .* is 64x48"
+    ):
         data.datasets["train"].read(1)
 
 
@@ -163,7 +165,7 @@ def test_values_outside_the_classes_are_named(tmp_path):
 
 
 def test_rgb_mask_without_palette_is_named(tmp_path):
-    root, mask = _broken(tmp_path, "rgb")
+    _, mask = _broken(tmp_path, "rgb")
     Image.open(mask).convert("RGB").save(mask)
     with pytest.raises(ValueError, match=rf"mask .*{mask.name} is an RGB image without a palette"):
         read_mask(mask)

@@ -21,7 +21,9 @@ from autotimm_segmentation import (
 
 def _model(**kwargs):
     kwargs.setdefault("num_classes", 4)
-    return SemanticSegmentor(kwargs.pop("backbone", "resnet18"), pretrained=False, image_size=64, **kwargs)
+    return SemanticSegmentor(
+        kwargs.pop("backbone", "resnet18"), pretrained=False, image_size=64, **kwargs
+    )
 
 
 @pytest.mark.parametrize("head", ["fpn", "unet", "deeplabv3plus"])

@@ -39,7 +39,11 @@ class FPNHead(nn.Module):
     """
 
     def __init__(
-        self, in_channels: Sequence[int], num_classes: int, channels: int = 128, dropout: float = 0.1
+        self,
+        in_channels: Sequence[int],
+        num_classes: int,
+        channels: int = 128,
+        dropout: float = 0.1,
     ) -> None:
         super().__init__()
         self.fpn = FeaturePyramidNetwork(list(in_channels), channels)

@@ -79,7 +79,9 @@ def voc_pairs(data_dir: Path, split: str) -> list[tuple[Path, Path]]:
         mask = data_dir / "SegmentationClass" / f"{stem}.png"
         for path, what in ((image, "image"), (mask, "mask")):
             if not path.is_file():
-                raise FileNotFoundError(f"{list_file} lists '{stem}' but its {what} {path} is missing")
+                raise FileNotFoundError(
+                    f"{list_file} lists '{stem}' but its {what} {path} is missing"
+                )
         pairs.append((image, mask))
     return pairs
 
@@ -123,10 +125,15 @@ def coco_files(data_dir: Path, split: str) -> list[tuple[Path, Path]]:
     out = []
     for suffix in ("", "2017"):
         out.append(
-            (data_dir / "annotations" / f"instances_{split}{suffix}.json", data_dir / f"{split}{suffix}")
+            (
+                data_dir / "annotations" / f"instances_{split}{suffix}.json",
+                data_dir / f"{split}{suffix}",
+            )
         )
     images = data_dir / split / "images"
-    out.append((data_dir / split / "annotations.json", images if images.is_dir() else data_dir / split))
+    out.append(
+        (data_dir / split / "annotations.json", images if images.is_dir() else data_dir / split)
+    )
     return out
 
 

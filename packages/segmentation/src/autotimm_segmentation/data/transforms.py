@@ -263,13 +263,15 @@ def _albumentations_pipeline(t: SegmentationTransform) -> Any:
         elif step == "colour":
             ops.append(A.ColorJitter(0.3, 0.3, 0.3, 0.03, p=0.5))
         elif step == "rotate":
-            ops.append(A.Affine(
+            ops.append(
+                A.Affine(
                     rotate=(-10, 10),
                     interpolation=interp,
                     mask_interpolation=cv2.INTER_NEAREST,  # warps sample at pixel centres
                     p=0.5,
                     **pad,
-                ))
+                )
+            )
     if "scale_crop" not in t.steps:
         ops.append(A.PadIfNeeded(size, size, position="top_left", **pad))
     return A.Compose(ops)
