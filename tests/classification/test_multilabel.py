@@ -301,3 +301,19 @@ def test_threshold_on_a_single_label_model_says_to_use_top_k(binary_csv):
     model = ImageClassifier("test_resnet", num_classes=3, pretrained=False)
     with pytest.raises(ValueError, match=r"threshold applies to multi-label models.*use top_k"):
         model.predict(str(binary_csv.parent / "images" / "red0.jpg"), threshold=0.5)
+
+
+def test_balanced_sampling_for_multilabel_data(binary_csv):
+    from autotimm_core.distributed import WeightedDistributedSampler
+
+    data = MultiLabelImageDataModule(
+        binary_csv, image_dir=binary_csv.parent, image_size=32, batch_size=4, num_workers=0,
+        val_split=0, balanced_sampling=True,
+    )  # fmt: skip
+    data.setup("fit")
+    sampler = data.train_dataloader().sampler
+    assert isinstance(sampler, WeightedDistributedSampler)
+    # Each image weighs as its rarest label: 4 images per colour, 6 bright ones.
+    assert sampler.weights.tolist() == pytest.approx([1 / 4] * 12)
+    counts = data.class_counts()
+    assert counts.per_class == [4, 4, 4, 6] and counts.samples == 12

@@ -62,3 +62,45 @@ def test_use_distributed_sampler_is_read_from_a_real_trainer(value):
     # Guards the one private Lightning attribute read: fails if Lightning moves it.
     trainer = pl.Trainer(accelerator="cpu", logger=False, use_distributed_sampler=value)
     assert uses_distributed_sampler(trainer) is value
+
+
+# ----------------------------------------------------------------------------- weighted draws
+def test_weighted_sampler_ranks_share_one_draw():
+    from autotimm_core.distributed import WeightedDistributedSampler
+
+    weights = [1.0, 0.0, 3.0, 0.5, 2.0]
+    alone = WeightedDistributedSampler(weights, num_samples=10, seed=7)
+    shares = [
+        list(WeightedDistributedSampler(weights, num_samples=10, num_replicas=2, rank=r, seed=7))
+        for r in range(2)
+    ]
+    draw = list(alone)
+    # Rank r holds draw[r::2]: together one weighted sample, none drawn twice by accident.
+    assert shares == [draw[0::2], draw[1::2]]
+    assert 1 not in draw  # weight 0 is never drawn
+    # A count that does not divide by the ranks is rounded up: every rank runs as many steps.
+    odd = [WeightedDistributedSampler(weights, 5, num_replicas=2, rank=r) for r in range(2)]
+    assert [len(s) for s in odd] == [3, 3] and [len(list(s)) for s in odd] == [3, 3]
+
+
+def test_weighted_sampler_follows_weights_and_epoch():
+    from autotimm_core.distributed import WeightedDistributedSampler
+
+    sampler = WeightedDistributedSampler([1.0, 3.0], num_samples=4000, seed=0)
+    first = list(sampler)
+    assert sum(first) / len(first) == pytest.approx(0.75, abs=0.03)
+    assert list(sampler) == first  # same epoch, same draw
+    sampler.set_epoch(1)
+    assert list(sampler) != first
+    assert isinstance(sampler, DistributedSampler)  # Lightning leaves it in place under DDP
+
+
+@pytest.mark.parametrize(
+    ("weights", "message"),
+    [([], "at least one"), ([1.0, -1.0], ">= 0"), ([0.0, 0.0], "all zero")],
+)
+def test_weighted_sampler_rejects_bad_weights(weights, message):
+    from autotimm_core.distributed import WeightedDistributedSampler
+
+    with pytest.raises(ValueError, match=message):
+        WeightedDistributedSampler(weights)

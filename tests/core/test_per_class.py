@@ -184,3 +184,21 @@ def test_logging_config_flag_must_be_a_bool():
         LoggingConfig(log_confusion_matrix="yes")
     assert LoggingConfig().log_confusion_matrix is True
     assert LoggingConfig.coerce({"log_learning_rate": True}).log_confusion_matrix is True
+
+
+def test_per_class_values_and_summary_name_worst_and_best():
+    from autotimm_core.per_class import best_and_worst, per_class_values
+
+    scalars = {
+        "val/accuracy": (torch.tensor(0.5), True),
+        "val/f1/cat": (torch.tensor(0.9), False),
+        "val/f1/dog": (torch.tensor(0.2), False),
+        "train/f1/cat": (torch.tensor(0.1), False),
+    }
+    # Per-class log names give the metric's values; the matrix adds recall by class name.
+    found = per_class_values(scalars, "val", CM, ["cat", "dog", "bird"])
+    assert found["f1"] == {"cat": pytest.approx(0.9), "dog": pytest.approx(0.2)}
+    assert found["recall"] == {"cat": pytest.approx(5 / 6), "dog": pytest.approx(3 / 5)}
+    assert best_and_worst({"a": 0.5, "b": 0.1, "c": 0.9}) == "from worst: b 0.1, a 0.5, c 0.9"
+    many = {f"c{i}": i / 10 for i in range(10)}
+    assert best_and_worst(many, k=2) == "worst c0 0, c1 0.1; best c9 0.9, c8 0.8"

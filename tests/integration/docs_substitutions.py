@@ -291,8 +291,53 @@ def _make_coco(root: Path, rng: random.Random) -> None:
         (root / "annotations" / f"instances_{split}2017.json").write_text(json.dumps(doc))
 
 
+def _make_classification_csvs(root: Path) -> None:
+    # labels/{train,val,test}.csv list the data/ folder's images (paths relative to data/).
+    (root / "labels").mkdir(exist_ok=True)
+    for split in ("train", "val", "test"):
+        rows = ["image_path,label"] + [
+            f"{split}/{p.parent.name}/{p.name},{p.parent.name}"
+            for p in sorted((root / "data" / split).glob("*/*.png"))
+        ]
+        (root / "labels" / f"{split}.csv").write_text("\n".join(rows) + "\n")
+    # Multi-label CSVs of the images/ pictures: 0/1 columns, and one column of tags.
+    binary = ["image,cat,dog,outdoor", "cat.jpg,1,0,1", "dog.jpg,1,1,0", "street.jpg,0,0,1"]
+    for name in ("train.csv", "val.csv"):
+        (root / name).write_text("\n".join(binary) + "\n")
+    tags = [
+        "image,tags",
+        "images/cat.jpg,cat outdoor",
+        "images/dog.jpg,cat dog",
+        "images/street.jpg,",
+    ]
+    (root / "tags.csv").write_text("\n".join(tags) + "\n")
+
+
+def _make_detection_layouts(root: Path) -> None:
+    # The coco/ set again in the other layouts the detection page shows, converted by the
+    # detection tests' own writers (tests/detection/shapes.py).
+    import shutil
+    import sys
+
+    detection_tests = str(Path(__file__).resolve().parents[1] / "detection")
+    if detection_tests not in sys.path:
+        sys.path.insert(0, detection_tests)
+    from shapes import to_csv, to_voc, to_yolo
+
+    to_yolo(root / "coco", root / "shapes")
+    to_voc(root / "coco", root / "VOCdevkit" / "VOC2012")
+    to_csv(root / "coco", root / "photos")  # photos/{train,val}/..., photos/{train,val}.csv
+    (root / "boxes").mkdir()
+    for split in ("train", "val"):
+        shutil.move(root / "photos" / f"{split}.csv", root / "boxes" / f"{split}.csv")
+
+
 def make_files(root: Path) -> None:
-    """Write the ``data/``, ``coco/`` and ``images/`` fixtures described above into ``root``."""
+    """Write the fixtures described above into ``root``, and the same data in the other layouts
+    the pages show: ``labels/*.csv`` (classification CSVs of ``data/``), ``train.csv``,
+    ``val.csv`` and ``tags.csv`` (multi-label CSVs of ``images/``), and ``coco/`` as YOLO
+    (``shapes/``), Pascal VOC (``VOCdevkit/VOC2012/``) and CSV (``boxes/*.csv`` of
+    ``photos/``)."""
     rng = random.Random(0)
     _make_folder(root / "data", rng)
     _make_coco(root / "coco", rng)
@@ -300,3 +345,5 @@ def make_files(root: Path) -> None:
     _square(_COLOURS["orange"], 48, rng).save(root / "images" / "cat.jpg")
     _square(_COLOURS["black"], 48, rng).save(root / "images" / "dog.jpg")
     _shapes(rng, size=96)[0].save(root / "images" / "street.jpg")
+    _make_classification_csvs(root)
+    _make_detection_layouts(root)

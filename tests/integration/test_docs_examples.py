@@ -270,8 +270,11 @@ def fixture_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _page_state(page: str, fixture_files: Path, tmp_path_factory) -> PageState:
     if page not in _PAGES:
         workdir = tmp_path_factory.mktemp(re.sub(r"\W", "_", page))
-        for name in ("data", "coco", "images"):
-            shutil.copytree(fixture_files / name, workdir / name)
+        for entry in fixture_files.iterdir():  # everything make_files wrote
+            if entry.is_dir():
+                shutil.copytree(entry, workdir / entry.name)
+            else:
+                shutil.copy(entry, workdir / entry.name)
         _PAGES[page] = PageState(workdir, {"__name__": "__docs__"})
     return _PAGES[page]
 

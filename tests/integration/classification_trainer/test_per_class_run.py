@@ -63,3 +63,16 @@ def test_loggers_get_per_class_values_and_the_image(tmp_path):
     events = EventAccumulator(t.loggers[1].log_dir)
     events.Reload()
     assert "val/confusion_matrix" in events.Tags()["images"]
+
+
+def test_fit_summary_names_the_worst_and_best_classes(tmp_path):
+    model, data = classifier_and_data(colour_folder(tmp_path / "data"))
+    t = trainer(tmp_path / "out", max_epochs=1)
+    t.fit(model, datamodule=data)
+    first, second = t.summary().splitlines()
+    assert first.startswith("AutoTrainer: 1 epoch")
+    # Recall of each class in the last validation (from the confusion matrix), worst first.
+    recall = {r["class"]: float(r["recall"]) for r in _rows(t.run_dir / "per_class_val.csv")}
+    ranked = sorted(recall.items(), key=lambda kv: (kv[1], kv[0]))
+    listing = ", ".join(f"{c} {v:.3g}" for c, v in ranked)
+    assert second == f"val recall per class: from worst: {listing} (last validation)"

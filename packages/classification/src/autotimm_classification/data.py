@@ -10,7 +10,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Callback
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from autotimm_classification.builtin import (
     download_builtin,
@@ -33,8 +33,10 @@ from autotimm_classification.datasets import (
     scan_split,
     stratified_split,
 )
+from autotimm_classification.sampling import balanced_sample_weights, class_counts
 from autotimm_classification.transforms import build_classification_transform
-from autotimm_core.data import BaseDataModule, check_image_file
+from autotimm_core.data import BaseDataModule, ClassCounts, check_image_file
+from autotimm_core.distributed import WeightedDistributedSampler
 
 Split = ImageFileDataset | ArrayImageDataset
 
@@ -53,6 +55,11 @@ class ClassificationDataModule(BaseDataModule):
         seed: seed of that draw. Default 42.
         verify: check every image file's header and end at ``setup`` and leave broken (or
             missing) ones out, with one warning listing them. Default False.
+        balanced_sampling: draw training samples with replacement in inverse proportion to
+            their class's frequency, so each epoch sees every class about equally often
+            (see ``balanced_sample_weights``; a multi-label image weighs as its rarest label).
+            The draw is the same on every DDP rank, which keeps a share of it, and changes with
+            the epoch. Default False: every sample once per epoch, shuffled.
         **kwargs: the arguments of :class:`~autotimm_core.data.BaseDataModule`.
     """
 
@@ -61,7 +68,12 @@ class ClassificationDataModule(BaseDataModule):
     distribution = "autotimm-classification"
 
     def __init__(
-        self, val_split: float = 0.1, seed: int = 42, verify: bool = False, **kwargs: Any
+        self,
+        val_split: float = 0.1,
+        seed: int = 42,
+        verify: bool = False,
+        balanced_sampling: bool = False,
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         if not (isinstance(val_split, (int, float)) and 0 <= val_split < 1):
@@ -69,6 +81,7 @@ class ClassificationDataModule(BaseDataModule):
         self.val_split = float(val_split)
         self.seed = seed
         self.verify = verify
+        self.balanced_sampling = bool(balanced_sampling)
         self.class_names: list[str] | None = None
         self.train_dataset: Split | None = None
         self.val_dataset: Split | None = None
@@ -155,7 +168,23 @@ class ClassificationDataModule(BaseDataModule):
             )
         return [s for s, why in zip(samples, problems) if why is None]
 
+    def class_counts(self) -> ClassCounts | None:
+        """Training samples per class (per label for multi-label data) and in all; None before
+        ``setup`` or without a training split. What ``ImageClassifier(class_weights=
+        "balanced")`` is given (by ``DataContract``) when a fit starts."""
+        if self.train_dataset is None or self.num_classes is None:
+            return None
+        targets = self.train_dataset.targets
+        return ClassCounts(class_counts(targets, self.num_classes), len(targets))
+
     # ------------------------------------------------------------------ loaders
+    def train_sampler(self, dataset: Dataset) -> Sampler | None:
+        """With ``balanced_sampling``, a class-balanced weighted draw split across DDP ranks."""
+        if not self.balanced_sampling or self.num_classes is None:
+            return None
+        weights = balanced_sample_weights(dataset.targets, self.num_classes)
+        return WeightedDistributedSampler(weights, seed=self.seed, **self.distributed_args())
+
     def _loader(self, dataset: Split | None, train: bool) -> DataLoader:
         if dataset is None:
             raise RuntimeError(
@@ -237,6 +266,9 @@ class ImageDataModule(ClassificationDataModule):
         seed: seed of the validation split. Default 42.
         verify: check every image file's header and end at ``setup`` and leave broken (and, with
             CSV files, missing) ones out, with one warning listing them. Default False.
+        balanced_sampling: draw training images in inverse proportion to their class's
+            frequency (with replacement), so each epoch sees every class about equally often;
+            DDP-aware. Default False.
         download: let ``prepare_data`` download a torchvision data set. Default True.
         train_csv: CSV file of the training images, instead of folders. Default None.
         val_csv: CSV file of the validation images (needs ``train_csv``). Default None.
@@ -278,9 +310,16 @@ class ImageDataModule(ClassificationDataModule):
         image_dir: str | os.PathLike | None = None,
         image_column: str = "image_path",
         label_column: str = "label",
+        balanced_sampling: bool = False,
         **kwargs: Any,
     ) -> None:
-        super().__init__(val_split=val_split, seed=seed, verify=verify, **kwargs)
+        super().__init__(
+            val_split=val_split,
+            seed=seed,
+            verify=verify,
+            balanced_sampling=balanced_sampling,
+            **kwargs,
+        )
         if train_csv is not None:
             if dataset_name is not None:
                 raise ValueError(

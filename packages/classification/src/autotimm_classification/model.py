@@ -9,9 +9,37 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from autotimm_classification.mixing import create_mixup, mix_batch
 from autotimm_classification.transforms import build_classification_transform
 from autotimm_core import BaseTask, MetricConfig, create_backbone
-from autotimm_core.data import DataConfig, ImageInput, read_image
+from autotimm_core.data import ClassCounts, DataConfig, ImageInput, read_image
+
+
+def _check_class_weights(value: Any, num_classes: int) -> torch.Tensor | None:
+    """The initial loss weights for ``class_weights`` (ones for ``"balanced"``, filled at fit)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        if value != "balanced":
+            raise ValueError(
+                f"class_weights must be None, 'balanced' or a list of {num_classes} numbers, "
+                f"got {value!r}"
+            )
+        return torch.ones(num_classes)
+    try:
+        weights = torch.as_tensor([float(w) for w in value], dtype=torch.float32)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"class_weights must be None, 'balanced' or a list of {num_classes} numbers, "
+            f"got {value!r}"
+        ) from None
+    if weights.numel() != num_classes:
+        raise ValueError(
+            f"class_weights has {weights.numel()} values but num_classes={num_classes}"
+        )
+    if not torch.isfinite(weights).all() or (weights < 0).any():
+        raise ValueError(f"class_weights must be finite numbers >= 0, got {list(value)}")
+    return weights
 
 
 def _input_size_rule(backbone: nn.Module) -> tuple[int | None, bool]:
@@ -50,6 +78,21 @@ class ImageClassifier(BaseTask):
             cross-entropy, towards 0.5 for multi-label BCE). Default 0.0.
         multi_label: independent sigmoid outputs with BCE loss and multilabel metrics; targets
             are multi-hot ``(N, num_classes)`` (integer labels are one-hot encoded). Default False.
+        class_weights: weights of the classes in the loss, for skewed data: a list of
+            ``num_classes`` numbers >= 0 (cross-entropy's ``weight``; with ``multi_label``
+            each label's BCE term is scaled), or ``"balanced"``: computed from the training
+            split's class counts when a fit starts (the data module's ``class_counts()``,
+            handed over by ``DataContract``): ``n_samples / (num_classes * count)`` per class
+            (scikit-learn's rule; a class without samples counts as one), and with
+            ``multi_label`` BCE's ``pos_weight`` = negatives / positives per label. The values
+            are kept in checkpoints. Default None: all 1.
+        mixup_alpha: Mixup's Beta distribution parameter (timm's ``Mixup``, applied to each
+            training batch on the device); 0 disables mixup. Default 0.0.
+        cutmix_alpha: CutMix's Beta parameter; 0 disables it. With both on, each batch uses one
+            of them (``switch_prob`` in ``mixup_kwargs``). Default 0.0.
+        mixup_kwargs: further ``timm.data.Mixup`` arguments: ``prob``, ``switch_prob``,
+            ``mode`` (``"batch"``, ``"pair"``, ``"elem"``), ``cutmix_minmax``, ``correct_lam``.
+            ``label_smoothing`` and ``num_classes`` come from this model. Default None.
         compile: ``torch.compile`` the network in place; a dict is passed as its arguments
             (e.g. ``{"mode": "max-autotune"}``). Default False.
         backbone_kwargs: further ``timm.create_model`` arguments (``img_size``,
@@ -75,8 +118,9 @@ class ImageClassifier(BaseTask):
 
     Raises:
         ValueError: an unknown backbone, optimizer or scheduler (with close matches), a bad
-            ``num_classes``, ``head_dropout``, ``label_smoothing`` or ``data_config`` value, or
-            an ``image_size`` that a fixed-size backbone cannot be resized to.
+            ``num_classes``, ``head_dropout``, ``label_smoothing``, ``class_weights``,
+            ``mixup_*`` or ``data_config`` value, or an ``image_size`` that a fixed-size
+            backbone cannot be resized to.
     """
 
     default_metrics = (
@@ -94,6 +138,10 @@ class ImageClassifier(BaseTask):
         head_dropout: float = 0.0,
         label_smoothing: float = 0.0,
         multi_label: bool = False,
+        class_weights: str | Sequence[float] | None = None,
+        mixup_alpha: float = 0.0,
+        cutmix_alpha: float = 0.0,
+        mixup_kwargs: dict[str, Any] | None = None,
         compile: bool | dict[str, Any] = False,
         backbone_kwargs: dict[str, Any] | None = None,
         class_names: Sequence[str] | None = None,
@@ -113,6 +161,10 @@ class ImageClassifier(BaseTask):
             raise ValueError(f"head_dropout must be in [0, 1), got {head_dropout!r}")
         if not 0.0 <= label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing!r}")
+        weights = _check_class_weights(class_weights, num_classes)
+        mixup = create_mixup(
+            mixup_alpha, cutmix_alpha, num_classes, label_smoothing, multi_label, mixup_kwargs
+        )
         super().__init__(
             num_classes=num_classes,
             metric_task="multilabel" if multi_label else "multiclass",
@@ -122,6 +174,12 @@ class ImageClassifier(BaseTask):
         self.num_classes = num_classes
         self.multi_label = bool(multi_label)
         self.label_smoothing = float(label_smoothing)
+        self.class_weights = class_weights
+        #: timm's Mixup for training batches (None: off).
+        self.mixup = mixup
+        if weights is not None:
+            # A buffer: moves with the model and is saved in checkpoints ("balanced" values too).
+            self.register_buffer("loss_class_weights", weights)
         self.class_names = None if class_names is None else [str(c) for c in class_names]
         self.backbone = create_backbone(
             backbone,
@@ -168,14 +226,42 @@ class ImageClassifier(BaseTask):
         """Softmax of the logits, or per-label sigmoid with ``multi_label``."""
         return logits.sigmoid() if self.multi_label else logits.softmax(dim=-1)
 
+    # ------------------------------------------------------------------ class weights
+    def adopt_class_counts(self, counts: ClassCounts) -> None:
+        """With ``class_weights="balanced"``, set the loss weights from the training split's
+        class counts (``DataContract`` calls this when a fit starts).
+
+        Raises:
+            ValueError: the counts are not one per class.
+        """
+        if self.class_weights != "balanced":
+            return
+        per_class = torch.as_tensor(counts.per_class, dtype=torch.float64)
+        if per_class.numel() != self.num_classes:
+            raise ValueError(
+                f"class_weights='balanced' got {per_class.numel()} class counts for "
+                f"num_classes={self.num_classes}"
+            )
+        n = float(counts.samples)
+        if self.multi_label:  # BCE pos_weight: negatives per positive, per label
+            weights = (n - per_class).clamp(min=1.0) / per_class.clamp(min=1.0)
+        else:
+            weights = n / (self.num_classes * per_class.clamp(min=1.0))
+        self.loss_class_weights.copy_(weights.to(self.loss_class_weights))
+
     # ------------------------------------------------------------------ steps
     def _loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        weights = getattr(self, "loss_class_weights", None)
         if not self.multi_label:
-            return F.cross_entropy(logits, target, label_smoothing=self.label_smoothing)
+            # Mixed (soft) targets carry their label smoothing already.
+            smoothing = 0.0 if target.is_floating_point() else self.label_smoothing
+            return F.cross_entropy(logits, target, weight=weights, label_smoothing=smoothing)
         soft = target.float()
-        if self.label_smoothing:
+        if self.label_smoothing and self.mixup is None:
             soft = soft * (1.0 - self.label_smoothing) + 0.5 * self.label_smoothing
-        return F.binary_cross_entropy_with_logits(logits, soft)
+        if weights is not None and self.class_weights == "balanced":
+            return F.binary_cross_entropy_with_logits(logits, soft, pos_weight=weights)
+        return F.binary_cross_entropy_with_logits(logits, soft, weight=weights)
 
     def _multi_hot(self, target: torch.Tensor) -> torch.Tensor:
         if target.ndim == 1 and not target.is_floating_point():
@@ -188,11 +274,14 @@ class ImageClassifier(BaseTask):
         images, target = batch[0], batch[1]
         if self.multi_label:
             target = self._multi_hot(target)
+        if stage == "train" and self.mixup is not None:
+            # Mixed after normalization (on the device), as timm's training script does.
+            images, target = mix_batch(self.mixup, self.prepare_images(images), target)
         logits = self(images)
         loss = self._loss(logits, target)
         self.log_loss(stage, loss, batch_size=images.shape[0])
         if self.metric_manager.has(stage):
-            if self.multi_label:
+            if self.multi_label and not (stage == "train" and self.mixup is not None):
                 self.metric_manager.update(stage, logits.sigmoid(), (target > 0.5).long())
             elif not target.is_floating_point():  # soft (mixed) targets have no hard metric
                 self.metric_manager.update(stage, logits, target)

@@ -57,6 +57,9 @@ class MultiLabelImageDataModule(ClassificationDataModule):
         verify: check every image file at ``setup`` and leave broken and missing ones out, with
             one warning listing them (otherwise a missing file is an error naming its CSV line).
             Default False.
+        balanced_sampling: draw training images with replacement, each weighing as its rarest
+            label (``1 / count``), so rare labels are seen about as often as common ones;
+            DDP-aware. Default False.
         **kwargs: the arguments every data module takes (``image_size``, ``batch_size``,
             ``num_workers``, ``augmentation_preset``, ``transform_backend``, ``mean``, ``std``,
             ``interpolation``, ``normalize_on_device``, ...; see ``ImageDataModule`` and
@@ -83,9 +86,16 @@ class MultiLabelImageDataModule(ClassificationDataModule):
         val_split: float = 0.1,
         seed: int = 42,
         verify: bool = False,
+        balanced_sampling: bool = False,
         **kwargs: Any,
     ) -> None:
-        super().__init__(val_split=val_split, seed=seed, verify=verify, **kwargs)
+        super().__init__(
+            val_split=val_split,
+            seed=seed,
+            verify=verify,
+            balanced_sampling=balanced_sampling,
+            **kwargs,
+        )
         if label_columns is not None and labels_column is not None:
             raise ValueError(
                 "label_columns (one 0/1 column per label) and labels_column (one column listing "

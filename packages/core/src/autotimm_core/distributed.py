@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sized
+import math
+from collections.abc import Iterator, Sequence, Sized
 
 import pytorch_lightning as pl
 import torch
@@ -83,3 +84,63 @@ def unpadded_eval_sampler(
     return UnpaddedDistributedSampler(
         dataset, num_replicas=trainer.world_size, rank=trainer.global_rank, shuffle=False
     )
+
+
+class WeightedDistributedSampler(DistributedSampler):
+    """Draws ``num_samples`` indices with replacement, in proportion to ``weights``, split
+    across processes: a ``WeightedRandomSampler`` that knows about DDP.
+
+    Every rank makes the same draw (a generator seeded with ``seed`` + epoch, which Lightning
+    advances through ``set_epoch``) and keeps ``draw[rank::num_replicas]``, so the ranks share
+    one weighted sample of the data set, as ``DistributedSampler`` shares a permutation. torch's
+    ``WeightedRandomSampler`` draws from the global generator on each rank, and Lightning's
+    wrapper for custom samplers splits a draw that differs between ranks. Subclassing
+    ``DistributedSampler`` makes Lightning keep this sampler as it is.
+
+    Args:
+        weights: one non-negative weight per sample (they need not sum to 1).
+        num_samples: indices drawn per epoch, over all ranks (rounded up to a multiple of
+            ``num_replicas``). Default None: ``len(weights)``.
+        num_replicas: number of processes. Default 1 (run under DDP, pass the world size).
+        rank: this process's rank. Default 0.
+        seed: seed of the draw (plus the epoch). Default 0.
+
+    Raises:
+        ValueError: no weights, a negative or non-finite weight, or all weights zero.
+    """
+
+    def __init__(
+        self,
+        weights: Sequence[float] | torch.Tensor,
+        num_samples: int | None = None,
+        num_replicas: int = 1,
+        rank: int = 0,
+        seed: int = 0,
+    ) -> None:
+        w = torch.as_tensor(weights, dtype=torch.float64).reshape(-1)
+        if w.numel() == 0:
+            raise ValueError("WeightedDistributedSampler needs at least one weight")
+        if not torch.isfinite(w).all() or (w < 0).any():
+            raise ValueError("WeightedDistributedSampler weights must be finite and >= 0")
+        if not (w > 0).any():
+            raise ValueError("WeightedDistributedSampler weights are all zero: nothing to draw")
+        super().__init__(
+            range(w.numel()), num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed
+        )
+        self.weights = w
+        wanted = w.numel() if num_samples is None else num_samples
+        if isinstance(wanted, bool) or not isinstance(wanted, int) or wanted < 1:
+            raise ValueError(f"num_samples must be a positive int, got {num_samples!r}")
+        # Every rank runs the same number of steps (an uneven share would hang DDP training):
+        # the draw is rounded up to a multiple of the ranks.
+        self.num_samples = math.ceil(wanted / self.num_replicas)
+        self.total_size = self.num_samples * self.num_replicas
+
+    def __iter__(self) -> Iterator[int]:
+        g = torch.Generator()
+        g.manual_seed(self.seed + self.epoch)
+        draw = torch.multinomial(self.weights, self.total_size, replacement=True, generator=g)
+        return iter(draw[self.rank :: self.num_replicas].tolist())
+
+    def __len__(self) -> int:
+        return self.num_samples

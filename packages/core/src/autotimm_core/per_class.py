@@ -68,6 +68,45 @@ def per_class_table(
     return rows
 
 
+def per_class_values(
+    scalars: dict[str, Any],
+    stage: str,
+    confusion: torch.Tensor | None = None,
+    class_names: Sequence[str] | None = None,
+) -> dict[str, dict[str, float]]:
+    """``{metric: {class name: value}}`` of one stage's results.
+
+    From the per-class log names ``{stage}/{metric}/{class}`` (``MetricManager.compute_all``;
+    class names never hold a "/" there), plus, from a confusion matrix, each class's
+    ``"recall"`` (its accuracy) when no per-class metric of that name was logged.
+    """
+    out: dict[str, dict[str, float]] = {}
+    prefix = f"{stage}/"
+    for name, value in scalars.items():
+        if not name.startswith(prefix):
+            continue
+        metric, sep, cls = name[len(prefix) :].rpartition("/")
+        if not sep or not metric:
+            continue
+        v = value[0] if isinstance(value, tuple) else value
+        out.setdefault(metric, {})[cls] = float(v)
+    if confusion is not None and "recall" not in out:
+        rows = per_class_table(confusion, class_names)
+        out["recall"] = {str(r["class"]): r["recall"] for r in rows if r["support"] > 0}
+    return out
+
+
+def best_and_worst(values: dict[str, float], k: int = 3) -> str:
+    """``"worst a 0.12, b 0.40; best c 0.98, d 0.95"`` (all classes, worst first, when there are
+    at most ``2 * k``)."""
+    ranked = sorted(values.items(), key=lambda kv: (kv[1], kv[0]))
+    if len(ranked) <= 2 * k:
+        return "from worst: " + ", ".join(f"{c} {v:.3g}" for c, v in ranked)
+    worst = ", ".join(f"{c} {v:.3g}" for c, v in ranked[:k])
+    best = ", ".join(f"{c} {v:.3g}" for c, v in reversed(ranked[-k:]))
+    return f"worst {worst}; best {best}"
+
+
 def write_per_class_csv(
     path: str | Path, confusion: torch.Tensor, class_names: Sequence[str] | None = None
 ) -> Path:

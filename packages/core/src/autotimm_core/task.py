@@ -22,9 +22,9 @@ from autotimm_core.data.config import DataConfig, resolve_data_config
 from autotimm_core.data.contract import DataContract
 from autotimm_core.data.normalize import normalize_images
 from autotimm_core.loggers import LoggingConfig
-from autotimm_core.metrics import MetricConfig, MetricManager
+from autotimm_core.metrics import CONFUSION_MATRIX, MetricConfig, MetricManager
 from autotimm_core.optimizers import create_optimizer, resolve_optimizer_name
-from autotimm_core.per_class import report_confusion_matrix
+from autotimm_core.per_class import best_and_worst, per_class_values, report_confusion_matrix
 from autotimm_core.schedulers import create_scheduler, is_timm_scheduler, resolve_scheduler_name
 
 _RNG_KEY = "autotimm_rng_states"
@@ -110,6 +110,8 @@ class BaseTask(pl.LightningModule):
         self._scheduler_interval = "epoch"
         # This step's training loss terms by name, for AutoTrainer's non-finite loss check.
         self._train_loss_terms: dict[str, torch.Tensor] = {}
+        # The last evaluation's per-class values, {stage: {metric: {class: value}}}.
+        self._per_class: dict[str, dict[str, dict[str, float]]] = {}
 
     # ----------------------------------------------------------------- hyperparameters
     def save_task_hyperparameters(self, ignore: Sequence[str] = ()) -> None:
@@ -357,8 +359,33 @@ class BaseTask(pl.LightningModule):
         for name, (value, prog_bar) in results.scalars.items():
             # Already synced across processes by torchmetrics' compute().
             self.log(name, value, prog_bar=prog_bar)
+        trainer = self._trainer
+        if trainer is None or not trainer.sanity_checking:
+            cm = results.matrices.get(CONFUSION_MATRIX)
+            found = per_class_values(results.scalars, stage, cm, class_names)
+            if found:
+                self._per_class[stage] = found
         if results.matrices:
             self._write_matrices(stage, results.matrices, class_names)
+
+    def per_class_summary(self, stage: str = "val", k: int = 3) -> str | None:
+        """The worst and best classes of the last ``stage`` evaluation, e.g.
+        ``"val recall per class: worst cat 0.41, ...; best ..."``; None if it had no
+        per-class values.
+
+        The metric is the first per-class metric the model logs (``F1Score(average=None)``,
+        mAP with ``class_metrics=True``), else each class's recall from the confusion matrix.
+        AutoTrainer prints it at the end of ``fit``.
+
+        Args:
+            stage: ``"val"`` or ``"test"``. Default ``"val"``.
+            k: how many worst and best classes to name. Default 3.
+        """
+        found = self._per_class.get(stage)
+        if not found:
+            return None
+        metric = next((m for m in found if m != "recall"), "recall")
+        return f"{stage} {metric} per class: {best_and_worst(found[metric], k)}"
 
     def _write_matrices(
         self, stage: str, matrices: dict[str, torch.Tensor], class_names: Any

@@ -316,7 +316,9 @@ class AutoTrainer(pl.Trainer):
 
     # ----------------------------------------------------------------- summary
     def summary(self) -> str:
-        """One line about the last ``fit``: best checkpoint, score, epochs, time, images/s."""
+        """About the last ``fit``: a line with best checkpoint, score, epochs, time and
+        images/s, and a second naming the worst and best classes of the last validation when
+        the model keeps per-class values (see ``BaseTask.per_class_summary``)."""
         stats = self._run_stats
         epochs = stats.epochs
         parts = [
@@ -340,7 +342,11 @@ class AutoTrainer(pl.Trainer):
                     f"mode={self.checkpoint_mode}{how})"
                 )
             parts.append(best)
-        return ", ".join(parts)
+        line = ", ".join(parts)
+        # The last validation's worst and best classes, from models that keep per-class values.
+        per_class = getattr(self.lightning_module, "per_class_summary", None)
+        classes = per_class("val") if callable(per_class) else None
+        return f"{line}\n{classes} (last validation)" if classes else line
 
     # ----------------------------------------------------------------- internals
     def _ensure_run_dir(self) -> None:

@@ -10,7 +10,7 @@ from autotimm_core.data.config import (
     merge_data_configs,
     resolve_data_config,
 )
-from autotimm_core.data.contract import DataContract
+from autotimm_core.data.contract import ClassCounts, DataContract
 from autotimm_core.data.datamodule import (
     BACKENDS,
     PRESETS,
@@ -36,6 +36,7 @@ __all__ = [
     "PRESETS",
     "RESIZE_MODES",
     "BaseDataModule",
+    "ClassCounts",
     "DataConfig",
     "DataContract",
     "ImageInput",

@@ -10,12 +10,25 @@ against each other and gives both the merged data config, with errors naming bot
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Callback
 
 from autotimm_core.data.config import FIELDS, DataConfig, merge_data_configs
+
+
+class ClassCounts(NamedTuple):
+    """How often each class occurs in a training split (a data module's ``class_counts()``).
+
+    Attributes:
+        per_class: samples of each class, by class index (for multi-label data: images that
+            carry each label).
+        samples: samples in the split (for multi-label data an image counts once).
+    """
+
+    per_class: list[int]
+    samples: int
 
 
 def _listing(names: list[Any], limit: int = 10) -> str:
@@ -30,6 +43,8 @@ class DataContract(Callback):
       both counts and the data's first class names.
     - labels: a model built without ``class_names`` takes the data's (``adopt_labels``), so
       ``predict`` on a loaded checkpoint names its classes.
+    - class frequencies: when a fit starts, a model with ``adopt_class_counts`` (for
+      ``class_weights="balanced"``) gets the training split's ``class_counts()``.
     - evaluation under DDP: metrics the model names in ``unsyncable_eval_metrics()`` make the
       data module keep Lightning's padding sampler (``eval_sync_blockers``).
     - ``data_config``: merged by :func:`~autotimm_core.data.merge_data_configs` (a value set on
@@ -53,6 +68,14 @@ class DataContract(Callback):
         adopt = getattr(pl_module, "adopt_labels", None)
         if classes and callable(adopt):
             adopt(list(classes), getattr(dm, "category_ids", None))
+        counts, adopt_counts = (
+            getattr(dm, "class_counts", None),
+            getattr(pl_module, "adopt_class_counts", None),
+        )
+        if stage == "fit" and callable(counts) and callable(adopt_counts):
+            found = counts()
+            if found is not None:
+                adopt_counts(found)
         unsyncable = getattr(pl_module, "unsyncable_eval_metrics", None)
         if callable(unsyncable) and hasattr(dm, "eval_sync_blockers"):
             dm.eval_sync_blockers = dict(unsyncable())

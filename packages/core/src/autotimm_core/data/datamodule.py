@@ -208,6 +208,21 @@ class BaseDataModule(pl.LightningDataModule):
         )
         return None
 
+    def train_sampler(self, dataset: Dataset) -> Sampler | None:
+        """The sampler of the training loader. Default None: shuffled (Lightning splits it
+        across processes under DDP). A subclass returns e.g. a
+        :class:`~autotimm_core.distributed.WeightedDistributedSampler` (see
+        :meth:`distributed_args`) for class-balanced batches."""
+        return None
+
+    def distributed_args(self) -> dict[str, int]:
+        """``{"num_replicas": world size, "rank": global rank}`` of the attached trainer (1 and
+        0 without one): what a sampler of one's own needs to split its draw across ranks."""
+        trainer = self.trainer
+        if trainer is None:
+            return {"num_replicas": 1, "rank": 0}
+        return {"num_replicas": trainer.world_size, "rank": trainer.global_rank}
+
     def make_loader(
         self,
         dataset: Dataset,
@@ -216,7 +231,7 @@ class BaseDataModule(pl.LightningDataModule):
     ) -> DataLoader:
         """The DataLoader of one split with this module's settings.
 
-        Training shuffles and drops a last batch that is smaller than ``batch_size`` when the
+        Training shuffles (or draws with :meth:`train_sampler`) and drops a last batch that is smaller than ``batch_size`` when the
         split holds more than one batch (a batch of one image breaks BatchNorm); evaluation
         keeps every sample, in order.
 
@@ -225,11 +240,12 @@ class BaseDataModule(pl.LightningDataModule):
             train: a training loader (shuffled, may drop the last batch).
             collate_fn: batches items; default: PyTorch's.
         """
+        sampler = self.train_sampler(dataset) if train else self.eval_sampler(dataset)
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
-            shuffle=train,
-            sampler=None if train else self.eval_sampler(dataset),
+            shuffle=train and sampler is None,
+            sampler=sampler,
             drop_last=train and len(dataset) > self.batch_size,
             num_workers=self.num_workers,
             collate_fn=collate_fn,
