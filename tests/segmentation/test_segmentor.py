@@ -122,7 +122,8 @@ def test_trains_to_a_useful_miou_and_predicts_at_the_original_size(scenes_root, 
         "resnet18", num_classes=data.num_classes, pretrained=False, lr=3e-3, scheduler=None
     )
     trainer = pl.Trainer(
-        max_epochs=8,
+        # val/miou with seed 0: 0.80 after 5 epochs (0.74 after 2, 0.85 after 8).
+        max_epochs=5,
         accelerator="cpu",
         logger=False,
         enable_checkpointing=False,

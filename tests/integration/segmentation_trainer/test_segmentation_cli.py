@@ -41,8 +41,9 @@ def test_auto_trainer_fits_and_tests(tmp_path):
     data = SegmentationDataModule(
         ROOT / "examples" / "data" / "scenes", image_size=64, batch_size=8, num_workers=0
     )
+    # timm's tiny test ResNet: this test checks the trainer's path, not what the model learns.
     model = SemanticSegmentor(
-        "resnet18", num_classes=data.num_classes, pretrained=False, head="unet"
+        "test_resnet", num_classes=data.num_classes, pretrained=False, head="unet"
     )
     trainer = AutoTrainer(
         max_epochs=1,
