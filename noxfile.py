@@ -4,7 +4,7 @@ Tests live by what they need: ``tests/<package>/`` (one package: its ``tests`` s
 ``tests/integration/<a>_<b>/`` and ``tests/integration/all/`` (several: collected where all of
 them are installed, see tests/integration/conftest.py), ``tests/autotimm/`` (the meta-package).
 
-Every install takes our five distributions from packages/ (the uv workspace sources), never
+Every install takes our six distributions from packages/ (the uv workspace sources), never
 from the registry, where the name ``autotimm`` belongs to another project. uv links packages
 from one cache, so a fresh venv with torch costs seconds. uv does not read pip's configuration:
 the extra index URLs and find-links this machine's pip uses are read at run time and handed to uv.
@@ -31,13 +31,14 @@ nox.options.default_venv_backend = "uv"
 nox.options.reuse_existing_virtualenvs = False
 nox.options.error_on_missing_interpreters = True
 
-TASK_PACKAGES = ["core", "classification", "detection", "trainer"]
+TASK_PACKAGES = ["core", "classification", "detection", "segmentation", "trainer"]
 # The extras (optional backends) each package's own tests exercise. The detection session leaves
 # out fast-map on purpose: it proves mAP through pycocotools alone (tests_all has faster-coco-eval).
 TEST_EXTRAS = {
     "core": "tensorboard",
     "classification": "albumentations",
     "detection": "albumentations",
+    "segmentation": "albumentations",
     "trainer": "plot",
 }
 ALL_PACKAGES = [*TASK_PACKAGES, "autotimm"]
@@ -130,7 +131,7 @@ def meta(session: nox.Session) -> None:
 
 
 @nox.session
-@nox.parametrize("extras", ["classification,trainer", "detection,trainer"])
+@nox.parametrize("extras", ["classification,trainer", "detection,trainer", "segmentation,trainer"])
 def combo(session: nox.Session, extras: str) -> None:
     """A task package with the trainer: installing more never breaks what is below.
 

@@ -131,6 +131,7 @@ def test_installed_tasks_are_listed_and_looked_up_by_class_name(monkeypatch):
 )
 def test_examples_parse(example, monkeypatch):
     """Every example config parses against the installed classes (runs are not timed here)."""
+    monkeypatch.chdir(ROOT)  # examples name their data relative to the repository, where they run
     config = yaml.safe_load(example.read_text())
     for section in ("model", "data"):
         module = config[section]["class_path"].rpartition(".")[0]
