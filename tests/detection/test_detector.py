@@ -237,3 +237,17 @@ def test_training_on_shapes_reaches_clear_map(tmp_path_factory):
     assert test["test/map_50"] > 0.2
     pred = model.predict(str(root / "test2017" / "00001.png"))[0]
     assert len(pred["boxes"]) > 0 and pred["scores"][0] > 0.3
+
+
+def test_training_after_predict_in_inference_mode():
+    # predict runs under torch.inference_mode; the anchor points it caches must not leak into
+    # a later training step (inference tensors cannot be saved for backward).
+    model = ObjectDetector("test_resnet", num_classes=2, image_size=64, **SMALL)
+    image = torch.randint(0, 256, (3, 64, 64), dtype=torch.uint8)
+    model.predict([image])
+    model.train()
+    targets = [{"boxes": torch.tensor([[4.0, 4.0, 30.0, 30.0]]), "labels": torch.tensor([1])}]
+    loss = model.loss(model(image[None]), targets)["loss"]
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert all(p.grad is not None for p in model.head.parameters() if p.requires_grad)

@@ -114,7 +114,7 @@ class ImageClassifier(BaseTask):
             1e-3), ``weight_decay`` (default 1e-4), ``optimizer_kwargs``, ``scheduler`` (default
             ``"cosine"``), ``scheduler_kwargs``, ``freeze_backbone`` (train only the classifier
             head, a linear probe; the rest keeps its weights and BatchNorm statistics; default
-            False) (see BaseTask).
+            False), ``channels_last``, ``ema``, ``ema_decay`` (see BaseTask).
 
     Raises:
         ValueError: an unknown backbone, optimizer or scheduler (with close matches), a bad
@@ -168,6 +168,7 @@ class ImageClassifier(BaseTask):
         super().__init__(
             num_classes=num_classes,
             metric_task="multilabel" if multi_label else "multiclass",
+            compile=compile,
             **kwargs,
         )
         self.save_task_hyperparameters()
@@ -196,9 +197,7 @@ class ImageClassifier(BaseTask):
             self._resize_backbone(backbone, built, cfg.image_size)
         if self.freeze_backbone_at_start:
             self.freeze_backbone()
-        if compile:
-            # In place, so parameter names (and checkpoints) stay those of the plain model.
-            self.backbone.compile(**(compile if isinstance(compile, dict) else {}))
+        self.apply_network_options()
 
     def _resize_backbone(self, name: str, built: int, size: int) -> None:
         # timm resamples the position embeddings (pretrained ones too) to the new grid.
@@ -312,7 +311,7 @@ class ImageClassifier(BaseTask):
         ``(3, H, W)`` tensor in, a normalized float one out (uint8 with ``normalize=False``)."""
         return build_classification_transform(False, self.data_config, normalize=normalize)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def predict(
         self,
         images: ImageInput | Sequence[ImageInput],

@@ -21,6 +21,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from autotimm_core.data.config import DataConfig, resolve_data_config
 from autotimm_core.data.contract import DataContract
 from autotimm_core.data.normalize import normalize_images
+from autotimm_core.ema import ModelEma
 from autotimm_core.loggers import LoggingConfig
 from autotimm_core.metrics import CONFUSION_MATRIX, MetricConfig, MetricManager
 from autotimm_core.optimizers import create_optimizer, resolve_optimizer_name
@@ -48,6 +49,17 @@ class BaseTask(pl.LightningModule):
         scheduler_kwargs: scheduler arguments; run-length defaults are filled in from the trainer.
         freeze_backbone: train without updating the backbone; its BatchNorm statistics stay fixed
             too. Setting ``requires_grad=True`` on its parameters later unfreezes it. Default False.
+        compile: ``torch.compile`` the task's networks in place (parameter names, so
+            checkpoints, stay those of the plain model); a dict is passed as its arguments, e.g.
+            ``{"mode": "max-autotune"}``. Default False.
+        channels_last: keep the networks' weights and the images in channels-last memory
+            format (faster convolutions on GPUs with tensor cores, and with bf16/fp16).
+            Default False.
+        ema: keep an exponential moving average of the weights (:class:`~autotimm_core.ema.
+            ModelEma`: Lightning's weight averaging with timm's EMA warm-up); validation, the
+            checkpoints (so the best one) and the model after ``fit`` (``test``, ``predict``)
+            use the averaged weights, and a resumed fit restores both. Default False.
+        ema_decay: the EMA decay once warmed up. Default 0.9998 (timm's).
         num_classes: filled into metrics whose params leave ``num_classes``/``num_labels`` out.
         metric_task: ``task`` filled into torchmetrics wrappers (``"multiclass"``,
             ``"multilabel"``); default: the class attribute ``default_metric_task``.
@@ -72,10 +84,23 @@ class BaseTask(pl.LightningModule):
         scheduler: str | None = "cosine",
         scheduler_kwargs: dict[str, Any] | None = None,
         freeze_backbone: bool = False,
+        compile: bool | dict[str, Any] = False,
+        channels_last: bool = False,
+        ema: bool = False,
+        ema_decay: float = 0.9998,
         num_classes: int | None = None,
         metric_task: str | None = None,
     ) -> None:
         super().__init__()
+        if not isinstance(compile, (bool, dict)):
+            raise ValueError(f"compile must be True, False or a dict of arguments, got {compile!r}")
+        self.compile_options: dict[str, Any] | None = (
+            (dict(compile) if isinstance(compile, dict) else {}) if compile else None
+        )
+        self.channels_last = bool(channels_last)
+        #: The EMA callback's decay, None without ``ema``.
+        self.ema_decay = ModelEma(ema_decay).decay if ema else None
+        self._network_options_applied = False
         resolve_optimizer_name(str(optimizer))  # unknown or unsupported: the registry's message
         if scheduler is not None and str(scheduler).lower() != "none":
             resolve_scheduler_name(scheduler)
@@ -221,7 +246,10 @@ class BaseTask(pl.LightningModule):
         """uint8 images to this model's normalized float input; float images pass unchanged
         (they are taken as normalized, which the data modules do on the device)."""
         cfg = self.data_config
-        return normalize_images(images, cfg.mean, cfg.std)
+        images = normalize_images(images, cfg.mean, cfg.std)
+        if self.channels_last and images.ndim == 4:
+            images = images.contiguous(memory_format=torch.channels_last)
+        return images
 
     def adopt_labels(
         self, class_names: Sequence[str], category_ids: Sequence[int] | None = None
@@ -251,8 +279,32 @@ class BaseTask(pl.LightningModule):
 
     def configure_callbacks(self) -> list[pl.Callback]:
         """:class:`~autotimm_core.DataContract`, which shares the data config and labels with
-        the data module when a stage starts (under any Trainer)."""
-        return [DataContract()]
+        the data module when a stage starts (under any Trainer), then with ``ema`` the
+        :class:`~autotimm_core.ema.ModelEma` (after the contract, which may set weights such as
+        balanced class weights that the average must start from)."""
+        callbacks: list[pl.Callback] = [DataContract()]
+        if self.ema_decay is not None:
+            callbacks.append(ModelEma(self.ema_decay))
+        return callbacks
+
+    # ----------------------------------------------------------------- compile, channels_last
+    def apply_network_options(self) -> None:
+        """Apply ``channels_last`` and ``compile`` to the task's networks (its child modules
+        other than the metrics), once. A task calls it at the end of ``__init__``, when its
+        networks exist; ``setup`` calls it too, for tasks that do not."""
+        if self._network_options_applied:
+            return
+        self._network_options_applied = True
+        networks = [m for name, m in self.named_children() if name != "metric_manager"]
+        for module in networks:
+            if self.channels_last:
+                module.to(memory_format=torch.channels_last)
+            if self.compile_options is not None:
+                # In place: parameter names, and so checkpoints, stay those of the plain model.
+                module.compile(**self.compile_options)
+
+    def setup(self, stage: str) -> None:
+        self.apply_network_options()
 
     # ----------------------------------------------------------------- freezing
     def freeze_backbone(self) -> None:

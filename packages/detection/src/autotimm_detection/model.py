@@ -70,7 +70,8 @@ class ObjectDetector(BaseTask):
             installed backend unless set, and torchmetrics' own class is built as
             ``COCOMeanAveragePrecision``, DDP-safe), ``logging_config``, ``optimizer``, ``lr``
             (default 1e-4 here), ``weight_decay``, ``optimizer_kwargs``, ``scheduler``,
-            ``scheduler_kwargs``, ``freeze_backbone`` (train only the neck and head) (see BaseTask).
+            ``scheduler_kwargs``, ``freeze_backbone`` (train only the neck and head),
+            ``compile``, ``channels_last``, ``ema``, ``ema_decay`` (see BaseTask).
     """
 
     default_metrics = (default_map_config(),)
@@ -142,11 +143,14 @@ class ObjectDetector(BaseTask):
         self._points_cache: dict[Any, tuple[Tensor, Tensor, list[int], Tensor]] = {}
         if self.freeze_backbone_at_start:
             self.freeze_backbone()
+        self.apply_network_options()
 
     # ----------------------------------------------------------------- network
     def _points(self, features: list[Tensor]) -> tuple[Tensor, Tensor, list[int], Tensor]:
         sizes = tuple(tuple(f.shape[-2:]) for f in features)
-        key = (sizes, features[0].device)
+        # Tensors made under inference_mode (predict, Lightning's evaluation) cannot take part
+        # in autograd later: they get their own cache entry.
+        key = (sizes, features[0].device, torch.is_inference_mode_enabled())
         if key not in self._points_cache:
             points, strides, counts = make_points(
                 list(sizes), list(FPN_STRIDES[: len(sizes)]), device=features[0].device
@@ -321,7 +325,7 @@ class ObjectDetector(BaseTask):
         }
 
     # ----------------------------------------------------------------- inference API
-    @torch.no_grad()
+    @torch.inference_mode()
     def predict(
         self, images: ImageInput | Sequence[ImageInput], batch_size: int = 8
     ) -> list[dict[str, Any]]:
