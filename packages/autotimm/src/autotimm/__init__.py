@@ -42,6 +42,11 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     "resolve_data_config": ("autotimm_core", None),
     "resolve_optimizer_name": ("autotimm_core", None),
     "resolve_scheduler_name": ("autotimm_core", None),
+    # export (in core; ONNX itself needs the `export` extra when called)
+    "ExportParityError": ("autotimm_core.export", None),
+    "export_to_onnx": ("autotimm_core.export", None),
+    "load_onnx": ("autotimm_core.export", None),
+    "validate_onnx_export": ("autotimm_core.export", None),
     # classification
     "BUILTIN_DATASETS": ("autotimm_classification", "classification"),
     "ImageClassifier": ("autotimm_classification", "classification"),
@@ -78,6 +83,7 @@ __all__ = [
     "DataConfig",
     "DataContract",
     "DetectionDataModule",
+    "ExportParityError",
     "FiniteCheck",
     "ImageClassifier",
     "ImageDataModule",
@@ -100,11 +106,13 @@ __all__ = [
     "create_optimizer",
     "create_scheduler",
     "draw_detections",
+    "export_to_onnx",
     "list_backbones",
     "list_optimizers",
     "list_schedulers",
     "load_coco",
     "load_csv",
+    "load_onnx",
     "load_voc",
     "load_yolo",
     "read_image",
@@ -112,6 +120,7 @@ __all__ = [
     "resolve_data_config",
     "resolve_optimizer_name",
     "resolve_scheduler_name",
+    "validate_onnx_export",
 ]
 
 if TYPE_CHECKING:  # for IDEs and type checkers; nothing is imported at run time
@@ -146,6 +155,12 @@ if TYPE_CHECKING:  # for IDEs and type checkers; nothing is imported at run time
         resolve_data_config,
         resolve_optimizer_name,
         resolve_scheduler_name,
+    )
+    from autotimm_core.export import (
+        ExportParityError,
+        export_to_onnx,
+        load_onnx,
+        validate_onnx_export,
     )
     from autotimm_detection import (
         CocoDetection,
