@@ -142,3 +142,18 @@ def test_cli_writes_jsonl_and_drawings(tmp_path):
     classifier = files.classifier_file(tmp_path / "c.onnx")
     with pytest.raises(SystemExit):
         main([classifier, str(tmp_path / "a.png"), "--draw", str(tmp_path / "x")])
+
+
+def test_session_options_reach_onnxruntime(tmp_path):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    model = autotimm_runtime.load(
+        files.classifier_file(tmp_path / "c.onnx"), session_options=options
+    )
+    used = model.session.get_session_options()
+    assert used.intra_op_num_threads == 1
+    assert used.graph_optimization_level == ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    assert model.predict(_solid(16, 16, (200, 0, 0)))[0][0]["label"] == "red"

@@ -30,6 +30,9 @@ from autotimm_core.per_class import report_confusion_matrix
 from autotimm_core.schedulers import create_scheduler, is_timm_scheduler, resolve_scheduler_name
 
 _RNG_KEY = "autotimm_rng_states"
+#: Checkpoint key holding the task's import path (``module.Class``): what ``autotimm export
+#: --ckpt_path`` rebuilds without a config (plain Lightning checkpoints do not record the class).
+TASK_CLASS_KEY = "autotimm_task_class"
 
 
 class BaseTask(pl.LightningModule):
@@ -522,6 +525,7 @@ class BaseTask(pl.LightningModule):
             "numpy": (np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]),
             "python": random.getstate(),
         }
+        checkpoint[TASK_CLASS_KEY] = f"{type(self).__module__}.{type(self).__qualname__}"
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         states = checkpoint.get(_RNG_KEY)

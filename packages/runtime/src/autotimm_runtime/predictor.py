@@ -160,13 +160,19 @@ class DetectionPredictor(Predictor):
 _PREDICTORS = {"classification": ClassificationPredictor, "detection": DetectionPredictor}
 
 
-def load(path: str | os.PathLike, providers: Sequence[str] | None = None) -> Predictor:
+def load(
+    path: str | os.PathLike,
+    providers: Sequence[str] | None = None,
+    session_options: Any | None = None,
+) -> Predictor:
     """Load an AutoTimm ONNX export as a predictor of its task.
 
     Args:
         path: the ``.onnx`` file written by ``model.export`` or ``autotimm export``.
         providers: onnxruntime execution providers, in order of preference. Default None:
             ``["CPUExecutionProvider"]``.
+        session_options: an ``onnxruntime.SessionOptions`` (threads, graph optimization level).
+            Default None: onnxruntime's defaults (one thread per physical core).
 
     Raises:
         FileNotFoundError: no such file (named).
@@ -178,7 +184,11 @@ def load(path: str | os.PathLike, providers: Sequence[str] | None = None) -> Pre
     if not os.path.isfile(name):
         raise FileNotFoundError(f"model file not found: {name}")
     try:
-        session = ort.InferenceSession(name, providers=list(providers or ["CPUExecutionProvider"]))
+        session = ort.InferenceSession(
+            name,
+            sess_options=session_options,
+            providers=list(providers or ["CPUExecutionProvider"]),
+        )
     except Exception as err:  # onnxruntime raises its own exception types
         raise MetadataError(f"{name} is not an ONNX model onnxruntime can load: {err}") from err
     metadata = read_metadata(session.get_modelmeta().custom_metadata_map, name)
