@@ -68,9 +68,16 @@ def _pass(image: np.ndarray, out_size: int, axis: int, interpolation: str) -> np
     idx = np.minimum(
         xmin[:, None] + np.arange(k)[None, :], in_size - 1
     )  # zero weights past the end
-    src = np.moveaxis(image, axis, 0).astype(np.int64)  # (in, other, C)
-    taps = src[idx]  # (out, K, other, C)
-    acc = np.einsum("okxc,ok->oxc", taps, weights) + (1 << (precision - 1))
+    src = np.ascontiguousarray(np.moveaxis(image, axis, 0))  # (in, other, C) uint8
+    # One multiply-add per tap over the whole image, integer-exact, accumulated in int32 as
+    # torch's uint8 kernel does (int16 weights: |sum| < 2**31); an einsum over all taps at once
+    # runs numpy's slow generic integer loop instead.
+    w32 = weights.astype(np.int32)
+    acc = np.full((out_size, *src.shape[1:]), 1 << (precision - 1), dtype=np.int32)
+    tap = np.empty_like(acc)
+    for j in range(k):
+        np.multiply(w32[:, j, None, None], src[idx[:, j]], out=tap)
+        acc += tap
     out = np.clip(acc >> precision, 0, 255).astype(np.uint8)
     return np.moveaxis(out, 0, axis)
 
