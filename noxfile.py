@@ -32,16 +32,17 @@ nox.options.reuse_existing_virtualenvs = False
 nox.options.error_on_missing_interpreters = True
 
 TASK_PACKAGES = ["core", "classification", "detection", "segmentation", "trainer"]
-# The extras (optional backends) each package's own tests exercise. The detection session leaves
+# The extras (optional backends) each package's own tests exercise; the task packages' export
+# tests also get the core's `export` extra (onnx, onnxscript, onnxruntime). The detection session leaves
 # out fast-map on purpose: it proves mAP through pycocotools alone (tests_all has faster-coco-eval).
 TEST_EXTRAS = {
-    "core": "tensorboard",
+    "core": "tensorboard,export",
     "classification": "albumentations",
     "detection": "albumentations",
     "segmentation": "albumentations",
     "trainer": "plot",
 }
-ALL_PACKAGES = [*TASK_PACKAGES, "autotimm"]
+ALL_PACKAGES = [*TASK_PACKAGES, "runtime", "autotimm"]
 TEST_TOOLS = ["pytest", "pytest-xdist", "hypothesis", "psutil"]
 DOCS_TOOLS = ["mkdocs-material", "mkdocstrings[python]", "pymdown-extensions"]
 CONSTRAINTS = ["-c", str(ROOT / "constraints.txt")]
@@ -116,10 +117,26 @@ def _assert_only(session: nox.Session, expected: set[str]) -> None:
 @nox.parametrize("package", TASK_PACKAGES)
 def tests(session: nox.Session, package: str) -> None:
     """One package alone, with only its declared dependencies (and the extras its tests use)."""
-    _install(session, f"./packages/{package}[{TEST_EXTRAS[package]}]", *TEST_TOOLS)
+    export = ["./packages/core[export]"] if package in ("classification", "detection") else []
+    _install(session, f"./packages/{package}[{TEST_EXTRAS[package]}]", *export, *TEST_TOOLS)
     expected = {"autotimm-core"} | ({f"autotimm-{package}"} if package != "core" else set())
     _assert_only(session, expected)
     session.run(*PYTEST, f"tests/{package}", *session.posargs)
+
+
+@nox.session
+def runtime(session: nox.Session) -> None:
+    """autotimm-runtime alone: numpy, Pillow and onnxruntime, and no torch (checked).
+
+    Its tests build small AutoTimm-style ONNX files with the ``onnx`` helper API (a test tool
+    here, not a dependency of the runtime).
+    """
+    _install(session, "./packages/runtime", *TEST_TOOLS, "onnx")
+    _assert_only(session, {"autotimm-runtime"})
+    # The point of the package: `import torch` (and the rest of the training stack) fails here.
+    for forbidden in ("torch", "torchvision", "timm", "pytorch_lightning"):
+        session.run("python", "-c", f"import {forbidden}", success_codes=[1], silent=True)
+    session.run(*PYTEST, "tests/runtime", *session.posargs)
 
 
 @nox.session

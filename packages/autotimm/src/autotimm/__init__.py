@@ -47,6 +47,11 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     "SimpleFeaturePyramid": ("autotimm_core", None),
     "accepts_img_size": ("autotimm_core", None),
     "build_feature_backbone": ("autotimm_core", None),
+    # export (in core; ONNX itself needs the `export` extra when called)
+    "ExportParityError": ("autotimm_core.export", None),
+    "export_to_onnx": ("autotimm_core.export", None),
+    "load_onnx": ("autotimm_core.export", None),
+    "validate_onnx_export": ("autotimm_core.export", None),
     # classification
     "BUILTIN_DATASETS": ("autotimm_classification", "classification"),
     "ImageClassifier": ("autotimm_classification", "classification"),
@@ -100,6 +105,7 @@ __all__ = [
     "DataContract",
     "DeepLabV3PlusHead",
     "DetectionDataModule",
+    "ExportParityError",
     "FPNHead",
     "FeatureAdapter",
     "FiniteCheck",
@@ -135,11 +141,13 @@ __all__ = [
     "create_scheduler",
     "draw_detections",
     "draw_segmentation",
+    "export_to_onnx",
     "list_backbones",
     "list_optimizers",
     "list_schedulers",
     "load_coco",
     "load_csv",
+    "load_onnx",
     "load_voc",
     "load_yolo",
     "read_image",
@@ -148,6 +156,7 @@ __all__ = [
     "resolve_data_config",
     "resolve_optimizer_name",
     "resolve_scheduler_name",
+    "validate_onnx_export",
 ]
 
 if TYPE_CHECKING:  # for IDEs and type checkers; nothing is imported at run time
@@ -186,6 +195,12 @@ if TYPE_CHECKING:  # for IDEs and type checkers; nothing is imported at run time
         resolve_data_config,
         resolve_optimizer_name,
         resolve_scheduler_name,
+    )
+    from autotimm_core.export import (
+        ExportParityError,
+        export_to_onnx,
+        load_onnx,
+        validate_onnx_export,
     )
     from autotimm_detection import (
         CocoDetection,

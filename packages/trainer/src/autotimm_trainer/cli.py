@@ -3,6 +3,7 @@
     autotimm fit --config examples/classification_quickstart.yaml
     autotimm tune --config examples/classification_quickstart.yaml
     autotimm fit --help / autotimm fit --model.help ImageClassifier
+    autotimm export --ckpt_path best.ckpt --output model.onnx [--config run.yaml]
 
 Installed task packages make their models and data modules known through the entry-point
 group ``autotimm.tasks`` (``ImageClassifier = "autotimm_classification:ImageClassifier"``);
@@ -12,7 +13,12 @@ they are imported when the command starts, so a config can name them by class na
 
 from __future__ import annotations
 
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
 from importlib.metadata import entry_points
+from pathlib import Path
 
 import pytorch_lightning as pl
 from pytorch_lightning.cli import ArgsType, LightningCLI
@@ -136,8 +142,168 @@ def build_cli(args: ArgsType = None, run: bool = True) -> AutoTimmCLI:
     )
 
 
+# ----------------------------------------------------------------- autotimm export
+# Not a LightningCLI subcommand: those are Trainer methods, and exporting needs no trainer,
+# data or run folder; a plain argparse command reads the checkpoint and calls the task's export.
+
+
+def export_parser() -> argparse.ArgumentParser:
+    """The arguments of ``autotimm export``."""
+    parser = argparse.ArgumentParser(
+        prog="autotimm export",
+        description="Export a trained task from its checkpoint to ONNX (.onnx) or torch.export "
+        "(.pt2), with the metadata autotimm-runtime reads and a parity check.",
+    )
+    parser.add_argument("--ckpt_path", required=True, help="the checkpoint to export")
+    parser.add_argument("--output", required=True, help="the file to write: .onnx or .pt2")
+    parser.add_argument(
+        "--config",
+        help="the run's YAML (the one given to `autotimm fit`, or the run folder's config.yaml): "
+        "its model.class_path names the task; default: the class the checkpoint records",
+    )
+    parser.add_argument("--image_size", type=int, help="input side (default: the model's)")
+    parser.add_argument("--batch_size", type=int, help="a fixed batch size (default: any)")
+    parser.add_argument("--opset", type=int, help="ONNX opset (default: torch.onnx's)")
+    parser.add_argument(
+        "--no-check",
+        dest="check",
+        action="store_false",
+        help="skip running the written file against the PyTorch model",
+    )
+    return parser
+
+
+def _config_class_path(config: Path) -> str:
+    import yaml
+
+    if not config.is_file():
+        raise FileNotFoundError(f"config file not found: {config}")
+    data = yaml.safe_load(config.read_text()) or {}
+    model = data.get("model") if isinstance(data, dict) else None
+    class_path = model.get("class_path") if isinstance(model, dict) else model
+    if not isinstance(class_path, str) or not class_path.strip():
+        raise ValueError(f"{config} has no model.class_path: cannot tell which task to export")
+    return class_path.strip()
+
+
+def _checkpoint_class_path(ckpt_path: Path) -> str:
+    import torch
+
+    from autotimm_core.task import TASK_CLASS_KEY
+
+    checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    # AutoTimm's tasks record their class; LightningCLI records `_class_path` in the
+    # hyperparameters of models it instantiated with subclass mode.
+    class_path = checkpoint.get(TASK_CLASS_KEY) or checkpoint.get("hyper_parameters", {}).get(
+        "_class_path"
+    )
+    if not class_path:
+        raise ValueError(
+            f"{ckpt_path} does not record its task class (not saved by an AutoTimm task or "
+            "LightningCLI): pass the run's YAML with --config (its model.class_path names it)"
+        )
+    return str(class_path)
+
+
+def resolve_task_class(class_path: str) -> type:
+    """The task class a config or checkpoint names: an installed task's entry-point name
+    (``ImageClassifier``), its import path, or any importable ``module.Class``.
+
+    Raises:
+        ValueError: nothing of that name is installed or importable (the installed names are
+            listed).
+    """
+    tasks = _tasks()
+    if class_path in tasks.names():
+        return tasks.get(class_path)
+    for cls in dict(tasks.items()).values():
+        if class_path in (
+            f"{cls.__module__}.{cls.__qualname__}",
+            f"{cls.__module__}.{cls.__name__}",
+        ):
+            return cls
+    module, _, name = class_path.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError) as err:
+        raise ValueError(
+            f"unknown task class {class_path!r} ({err}); installed tasks: {tasks.names()}"
+        ) from None
+
+
+def export_checkpoint(
+    ckpt_path: str | Path,
+    output: str | Path,
+    config: str | Path | None = None,
+    image_size: int | None = None,
+    batch_size: int | None = None,
+    opset: int | None = None,
+    check: bool = True,
+) -> Path:
+    """What ``autotimm export`` does: rebuild the task of a checkpoint and export it.
+
+    The model is rebuilt with ``load_from_checkpoint`` (its saved hyperparameters: class names,
+    data config and all), as ``autotimm validate --ckpt_path`` does.
+
+    Args:
+        ckpt_path: the checkpoint.
+        output: the file to write; ``.onnx`` or ``.pt2`` (see ``BaseTask.export``).
+        config: the run's YAML, whose ``model.class_path`` names the task. Default None: the
+            class the checkpoint records.
+        image_size: input side. Default None: the model's.
+        batch_size: a fixed batch size. Default None: any batch size.
+        opset: ONNX opset. Default None: torch.onnx's default.
+        check: compare the written file with the PyTorch model. Default True.
+
+    Returns:
+        The path written.
+
+    Raises:
+        FileNotFoundError: no such checkpoint or config (named).
+        ValueError: the task cannot be told, or is not an AutoTimm task (cannot export).
+    """
+    from autotimm_core import BaseTask
+
+    ckpt = Path(ckpt_path)
+    if not ckpt.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {ckpt}")
+    class_path = (
+        _config_class_path(Path(config)) if config is not None else _checkpoint_class_path(ckpt)
+    )
+    cls = resolve_task_class(class_path)
+    if not (isinstance(cls, type) and issubclass(cls, BaseTask)):
+        raise ValueError(
+            f"{class_path} (from {config or ckpt}) is not an AutoTimm task (BaseTask), so it has "
+            "no export"
+        )
+    model = cls.load_from_checkpoint(ckpt, map_location="cpu")
+    path = model.export(
+        output, image_size=image_size, batch_size=batch_size, opset=opset, check=check
+    )
+    _log.info(f"autotimm export: wrote {path} ({cls.__name__} from {ckpt})")
+    return path
+
+
+def export_main(argv: Sequence[str]) -> Path:
+    """``autotimm export ...``: parse ``argv`` (the words after ``export``) and export."""
+    args = export_parser().parse_args(list(argv))
+    return export_checkpoint(
+        args.ckpt_path,
+        args.output,
+        config=args.config,
+        image_size=args.image_size,
+        batch_size=args.batch_size,
+        opset=args.opset,
+        check=args.check,
+    )
+
+
 def main(args: ArgsType = None) -> None:
     """Entry point of the ``autotimm`` command."""
+    words = sys.argv[1:] if args is None else args
+    if isinstance(words, (list, tuple)) and list(words[:1]) == ["export"]:
+        export_main(words[1:])
+        return
     build_cli(args)
 
 
