@@ -117,7 +117,11 @@ def _assert_only(session: nox.Session, expected: set[str]) -> None:
 @nox.parametrize("package", TASK_PACKAGES)
 def tests(session: nox.Session, package: str) -> None:
     """One package alone, with only its declared dependencies (and the extras its tests use)."""
-    export = ["./packages/core[export]"] if package in ("classification", "detection") else []
+    export = (
+        ["./packages/core[export]"]
+        if package in ("classification", "detection", "segmentation")
+        else []
+    )
     _install(session, f"./packages/{package}[{TEST_EXTRAS[package]}]", *export, *TEST_TOOLS)
     expected = {"autotimm-core"} | ({f"autotimm-{package}"} if package != "core" else set())
     _assert_only(session, expected)

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from autotimm_core import BaseTask, FeatureAdapter, accepts_img_size, build_feature_backbone
 from autotimm_core.data import DataConfig, ImageInput, read_image, resolve_data_config
@@ -17,6 +18,7 @@ from autotimm_segmentation.data.transforms import (
     build_segmentation_transform,
     letterbox_size,
 )
+from autotimm_segmentation.export import SegmentorExport
 from autotimm_segmentation.heads import HEAD_STRIDES, HEADS, build_head
 from autotimm_segmentation.losses import LOSSES, build_loss
 from autotimm_segmentation.metrics import default_segmentation_metrics, with_segmentation_params
@@ -69,6 +71,7 @@ class SemanticSegmentor(BaseTask):
     """
 
     default_lr = 1e-4
+    export_task = "segmentation"
 
     def __init__(
         self,
@@ -163,6 +166,47 @@ class SemanticSegmentor(BaseTask):
         x = self.prepare_images(images)
         logits = self.head(self.adapter(self.backbone(x)))
         return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
+
+    # ----------------------------------------------------------------- export
+    def export_module(self, image_size: int) -> nn.Module:
+        """uint8 ``(B, 3, S, S)`` to ``probabilities (B, C, S, S)`` and ``mask (B, S, S)`` (class
+        indices) at the input size (see :meth:`BaseTask.export`)."""
+        cfg = self.data_config
+        return SegmentorExport(self.backbone, self.adapter, self.head, cfg.mean, cfg.std)
+
+    def export_output_names(self) -> list[str]:
+        return ["probabilities", "mask"]
+
+    def export_metadata(self, image_size: int) -> dict[str, Any]:
+        return {**super().export_metadata(image_size), "ignore_index": self.ignore_index}
+
+    def compare_export_outputs(
+        self,
+        reference: dict[str, np.ndarray],
+        exported: dict[str, np.ndarray],
+        rtol: float = 0.0,
+        atol: float = 1e-4,
+    ) -> None:
+        """Probabilities within ``atol``; the class map equal wherever the two best classes are
+        further apart than ``atol`` (a near tie may flip either way)."""
+        from autotimm_core.export import ExportParityError, compare_arrays
+
+        compare_arrays(
+            {"probabilities": reference["probabilities"]},
+            {"probabilities": exported["probabilities"]},
+            rtol=rtol,
+            atol=atol,
+        )
+        top2 = np.sort(reference["probabilities"], axis=1)[:, -2:]
+        decided = (top2[:, 1] - top2[:, 0]) > 2 * atol
+        differ = (reference["mask"] != exported["mask"]) & decided
+        if differ.any():
+            raise ExportParityError(
+                "mask",
+                float(differ.mean()),
+                0.0,
+                f"{int(differ.sum())} pixel(s) get another class, share of pixels shown",
+            )
 
     def loss(self, logits: Tensor, masks: Tensor) -> Tensor:
         """The configured loss of logits ``(B, C, H, W)`` against class maps ``(B, H, W)``."""
