@@ -43,13 +43,13 @@ def test_fit_from_a_config_file(tmp_path):
     assert isinstance(run.datamodule, TinyData) and run.datamodule.batch_size == 4
     assert trainer.current_epoch == 2 and run.model.lr == 0.2
     best = Path(trainer.best_model_path)
-    assert best.parent == tmp_path / "runs" / "version_0" / "checkpoints" and best.is_file()
+    assert best.parent == tmp_path / "version_0" / "checkpoints" and best.is_file()
     # LightningCLI's config copy lands in the run folder, not in the shared root
-    saved = yaml.safe_load((tmp_path / "runs" / "version_0" / "config.yaml").read_text())
+    saved = yaml.safe_load((tmp_path / "version_0" / "config.yaml").read_text())
     assert saved["trainer"]["checkpoint_monitor"] == "val/accuracy"
     # a second run neither collides with the saved config nor overwrites checkpoints
     cli.build_cli(["fit", "--config", str(config), "--trainer.max_epochs", "1"])
-    assert (tmp_path / "runs" / "version_1" / "config.yaml").is_file() and best.is_file()
+    assert (tmp_path / "version_1" / "config.yaml").is_file() and best.is_file()
 
 
 def test_validate_and_test_with_a_checkpoint(tmp_path):
