@@ -85,8 +85,10 @@ def test_tune_prints_suggestions_and_trains_nothing(tmp_path, caplog, monkeypatc
 
 def test_bad_trainer_argument_is_reported_by_the_parser(tmp_path, capsys):
     config = write_config(tmp_path, checkpoint_mode="best")
-    with pytest.raises(ValueError, match="checkpoint_mode must be 'max' or 'min'"):
+    # rejected by the parser before anything is built (issue 17; was AutoTrainer's ValueError)
+    with pytest.raises(SystemExit):
         cli.build_cli(["fit", "--config", str(config)])
+    assert "trainer.checkpoint_mode='best' is not one of: max, min" in capsys.readouterr().err
 
 
 def test_tasks_from_entry_points_are_selectable_by_class_name(tmp_path, monkeypatch):

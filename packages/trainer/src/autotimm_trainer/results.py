@@ -141,7 +141,7 @@ def _panels(columns: list[str]) -> dict[str, list[str]]:
             continue
         panels.setdefault(key, []).append(col)
     # Losses first, the learning rate last.
-    order = sorted(panels, key=lambda k: (0 if "loss" in k else 2 if k == "learning rate" else 1))
+    order = sorted(panels, key=lambda k: 0 if "loss" in k else 2 if k == "learning rate" else 1)
     return {k: panels[k] for k in order[:12]}
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.util
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import (
@@ -16,11 +16,15 @@ from pytorch_lightning.callbacks import (
 )
 from pytorch_lightning.loggers import Logger
 
+# Lightning's own list of precision values, so that the command line lists and checks them.
+from pytorch_lightning.trainer.connectors.accelerator_connector import _PRECISION_INPUT
+
 from autotimm_core import LoggerConfig, LoggerManager
 from autotimm_core.monitor import monitor_mode
 from autotimm_trainer import _log, ddp
 from autotimm_trainer.callbacks import FiniteCheck, InterruptCheckpoint, MonitorCheck, RunStats
 from autotimm_trainer.memory import HostMemoryGuard
+from autotimm_trainer.predictions import PredictionWriter
 from autotimm_trainer.results import RunResults
 from autotimm_trainer.run_dir import (
     check_ckpt_path,
@@ -110,11 +114,11 @@ class AutoTrainer(pl.Trainer):
         max_epochs: int | None = 10,
         accelerator: str = "auto",
         devices: list[int] | str | int = "auto",
-        precision: int | str | None = 32,
+        precision: _PRECISION_INPUT | None = 32,
         logger: bool | Logger | LoggerManager | Sequence[Logger | LoggerConfig] | None = True,
         tuner_config: TunerConfig | None = None,
         checkpoint_monitor: str | None = None,
-        checkpoint_mode: str | None = None,
+        checkpoint_mode: Literal["max", "min"] | None = None,
         callbacks: list[Callback] | Callback | None = None,
         default_root_dir: str | Path = ".",
         name: str | None = None,
@@ -310,13 +314,26 @@ class AutoTrainer(pl.Trainer):
         self._ensure_run_dir()
         return super().test(model, dataloaders, ckpt_path, verbose, datamodule, weights_only)
 
-    def predict(self, model: pl.LightningModule | None = None, dataloaders: Any = None, datamodule: pl.LightningDataModule | None = None, return_predictions: bool | None = None, ckpt_path: str | Path | None = None, weights_only: bool | None = None) -> Any:  # fmt: skip
-        """``pl.Trainer.predict``, with ``ckpt_path`` checked first."""
+    def predict(self, model: pl.LightningModule | None = None, dataloaders: Any = None, datamodule: pl.LightningDataModule | None = None, return_predictions: bool | None = None, ckpt_path: str | Path | None = None, weights_only: bool | None = None, output_dir: str | Path | None = None, draw: bool = False) -> Any:  # fmt: skip
+        """``pl.Trainer.predict``, with ``ckpt_path`` checked first; with ``output_dir``, the
+        predictions are also written there as ``predictions.jsonl`` (one line per input; with
+        ``draw``, one PNG per input too), see ``autotimm_trainer.predictions``."""
         check_ckpt_path(ckpt_path)
+        if draw and output_dir is None:
+            raise ValueError("draw=True needs output_dir (the folder for the drawn images)")
         self._ensure_run_dir()
-        return super().predict(
-            model, dataloaders, datamodule, return_predictions, ckpt_path, weights_only
-        )
+        writer = PredictionWriter(output_dir, draw=draw) if output_dir is not None else None
+        if writer is not None:
+            self.callbacks.append(writer)
+        try:
+            return super().predict(
+                model, dataloaders, datamodule, return_predictions, ckpt_path, weights_only
+            )
+        finally:
+            if writer is not None:
+                self.callbacks.remove(writer)
+                if writer.path is not None:
+                    _log.info(f"Predictions written to {writer.path}")
 
     def tune(
         self,
