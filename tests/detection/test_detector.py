@@ -237,3 +237,18 @@ def test_training_on_shapes_reaches_clear_map(tmp_path_factory):
     assert test["test/map_50"] > 0.2
     pred = model.predict(str(root / "test2017" / "00001.png"))[0]
     assert len(pred["boxes"]) > 0 and pred["scores"][0] > 0.3
+
+
+def test_draw_prediction_draws_boxes_on_the_input():
+    model = ObjectDetector("test_resnet", num_classes=2, **SMALL)
+    image = torch.zeros(3, 64, 64, dtype=torch.uint8)
+    record = {
+        "boxes": [[8.0, 8.0, 40.0, 40.0]],
+        "scores": [0.8],
+        "labels": [1],
+        "label_names": ["cat"],
+    }
+    drawn = model.draw_prediction(image, record)
+    assert drawn.shape == image.shape and drawn.dtype == torch.uint8
+    assert drawn[:, 8, 8:41].any() and not drawn[:, 50:, 50:].any()  # the box edge, not beyond
+    assert torch.equal(model.draw_prediction(image, {**record, "scores": [], "boxes": []}), image)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from trainer_helpers import TinyImages, TinyModel
+from trainer_helpers import TinyLabelledImages, TinyModel
 
 from autotimm_trainer import __version__, cli
 
@@ -55,9 +55,16 @@ def test_help_lists_choices_and_no_automatic_optimizer(capsys):
 )
 def test_a_wrong_choice_is_rejected_with_suggestions(args, expected, capsys, tmp_path):
     code, text = run_cli(
-        ["fit", "--model", "trainer_helpers.TinyModel", "--data", "trainer_helpers.TinyData"]
-        + args
-        + ["--trainer.default_root_dir", str(tmp_path)],
+        [
+            "fit",
+            "--model",
+            "trainer_helpers.TinyModel",
+            "--data",
+            "trainer_helpers.TinyData",
+            *args,
+            "--trainer.default_root_dir",
+            str(tmp_path),
+        ],
         capsys,
     )
     assert code != 0 and expected in text
@@ -92,7 +99,10 @@ def _config(tmp_path: Path, **model_args) -> Path:
             "enable_model_summary": False,
         },
         "model": {"class_path": "trainer_helpers.TinyImageModel", "init_args": model_args},
-        "data": {"class_path": "trainer_helpers.TinyImages", "init_args": {"batch_size": 4}},
+        "data": {
+            "class_path": "trainer_helpers.TinyLabelledImages",
+            "init_args": {"batch_size": 4},
+        },
     }
     path = tmp_path / "run.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -102,7 +112,9 @@ def _config(tmp_path: Path, **model_args) -> Path:
 def test_num_classes_and_class_names_come_from_the_data(tmp_path):
     run = cli.build_cli(["fit", "--config", str(_config(tmp_path))])
     assert run.model.num_classes == 4 and run.model.class_names == ["ant", "bee", "cat", "dog"]
-    assert isinstance(run.datamodule, TinyImages) and run.datamodule.setup_calls >= 1
+    assert isinstance(run.datamodule, TinyLabelledImages)
+    # the run used the data module that was set up to tell num_classes, not a second copy
+    assert run.datamodule.setup_calls == 2
     assert run.trainer.current_epoch == 1
     # the saved config holds the resolved values: the run is reproducible from it
     saved = yaml.safe_load((tmp_path / "runs" / "version_0" / "config.yaml").read_text())
@@ -120,8 +132,17 @@ def test_predict_writes_jsonl_and_drawn_images(tmp_path):
     ckpt = run.trainer.best_model_path
     out = tmp_path / "out"
     cli.build_cli(
-        ["predict", "--config", str(config), "--ckpt_path", ckpt, "--output_dir", str(out)]
-        + ["--draw", "true"]
+        [
+            "predict",
+            "--config",
+            str(config),
+            "--ckpt_path",
+            ckpt,
+            "--output_dir",
+            str(out),
+            "--draw",
+            "true",
+        ]
     )
     lines = [json.loads(x) for x in (out / "predictions.jsonl").read_text().splitlines()]
     assert [line["index"] for line in lines] == list(range(12))
@@ -143,7 +164,7 @@ def test_predict_draw_needs_a_draw_hook(tmp_path):
     trainer = AutoTrainer(
         accelerator="cpu", logger=False, default_root_dir=tmp_path, enable_progress_bar=False
     )
-    with pytest.raises(ValueError, match="draw=True needs TinyModel.draw_prediction"):
+    with pytest.raises(ValueError, match=r"draw=True needs TinyModel\.draw_prediction"):
         trainer.predict(TinyModel(), datamodule=TinyData(), output_dir=tmp_path / "o", draw=True)
     out = trainer.predict(TinyModel(), datamodule=TinyData(), output_dir=tmp_path / "p")
     lines = (tmp_path / "p" / "predictions.jsonl").read_text().splitlines()

@@ -164,7 +164,7 @@ class TinyImages(pl.LightningDataModule):
         return DataLoader(self.val_set, batch_size=self.batch_size)
 
 
-class TinyImages(pl.LightningDataModule):
+class TinyLabelledImages(pl.LightningDataModule):
     """Random 16 px RGB images in [0, 1] of 4 classes; ``num_classes``/``class_names`` are known
     once set up, as AutoTimm's data modules have them."""
 

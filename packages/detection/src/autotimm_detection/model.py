@@ -28,6 +28,7 @@ from autotimm_detection.metrics import (
 )
 from autotimm_detection.points import level_size_ranges, make_points
 from autotimm_detection.postprocess import postprocess_detections, rescale_detections
+from autotimm_detection.visualize import render_detections
 
 #: Input side of a detector whose ``image_size`` and ``data_config`` leave it open.
 DETECTION_IMAGE_SIZE = 640
@@ -319,6 +320,11 @@ class ObjectDetector(BaseTask):
             "labels": torch.tensor([self.category_ids[i] for i in labels], dtype=torch.long),
             "label_names": [self.class_names[i] for i in labels],
         }
+
+    def draw_prediction(self, image: torch.Tensor, record: dict[str, Any]) -> torch.Tensor:
+        """``image`` (the model's uint8 ``(3, H, W)`` input) with the boxes, names and scores
+        of one ``predict_step`` record drawn on it (what ``autotimm predict --draw`` saves)."""
+        return render_detections(image, record)
 
     # ----------------------------------------------------------------- inference API
     @torch.no_grad()

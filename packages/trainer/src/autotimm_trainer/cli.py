@@ -195,9 +195,9 @@ def data_for_num_classes(config: Any) -> pl.LightningDataModule | None:
         return None
     init["num_classes"] = n
     names = getattr(dm, "class_names", None)
-    if names and "class_names" in init and init["class_names"] is None:
-        if _accepts(_import_class(model["class_path"]), "class_names"):
-            init["class_names"] = [str(c) for c in names]
+    takes_names = "class_names" in init and init["class_names"] is None
+    if names and takes_names and _accepts(_import_class(model["class_path"]), "class_names"):
+        init["class_names"] = [str(c) for c in names]
     _log.info(f"model num_classes={n}: from the data module ({type(dm).__name__})")
     return dm
 
