@@ -89,3 +89,22 @@ def test_logger_false_writes_no_results(tmp_path):
     trainer.fit(TinyModel(), datamodule=TinyData())
     assert (tmp_path / "version_0" / "checkpoints").is_dir()
     assert not list(tmp_path.rglob("results.*")) and not list(tmp_path.rglob("*.csv"))
+
+
+def test_rich_bar_and_table_when_rich_is_installed(tmp_path, capsys):
+    pytest.importorskip("rich")
+    from pytorch_lightning.callbacks import RichProgressBar, TQDMProgressBar
+
+    assert not any(
+        isinstance(cb, RichProgressBar)
+        for cb in AutoTrainer(enable_progress_bar=False, default_root_dir=tmp_path).callbacks
+    )
+    mine = TQDMProgressBar()
+    assert mine in AutoTrainer(callbacks=[mine], default_root_dir=tmp_path).callbacks
+    trainer = AutoTrainer(
+        max_epochs=1, accelerator="cpu", enable_model_summary=False, default_root_dir=tmp_path
+    )
+    assert isinstance(trainer.progress_bar_callback, RichProgressBar)
+    trainer.fit(TinyModel(), datamodule=TinyData())
+    out = capsys.readouterr().out
+    assert "AutoTrainer: epoch 1" in out and "val/accuracy" in out

@@ -44,7 +44,10 @@ def test_predictions_jsonl_and_drawn_pngs(tmp_path):
 
 def test_draw_classification_writes_the_labels(tmp_path):
     image = torch.full((3, 40, 60), 200, dtype=torch.uint8)
-    prediction = [{"label": "cat", "index": 0, "score": 0.9}, {"label": "dog", "index": 1, "score": 0.1}]
+    prediction = [
+        {"label": "cat", "index": 0, "score": 0.9},
+        {"label": "dog", "index": 1, "score": 0.1},
+    ]
     path = draw_classification(image, prediction, tmp_path / "sub" / "c.png")
     drawn = read_image(str(path))
     assert drawn.shape == (3, 256, 384)

@@ -10,8 +10,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from autotimm_classification.mixing import create_mixup, mix_batch
-from autotimm_classification.visualize import render_classification
 from autotimm_classification.transforms import build_classification_transform
+from autotimm_classification.visualize import render_classification
 from autotimm_core import BaseTask, MetricConfig, create_backbone
 from autotimm_core.data import ClassCounts, DataConfig, ImageInput, read_image
 

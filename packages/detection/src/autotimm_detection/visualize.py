@@ -11,7 +11,6 @@ from torchvision.utils import draw_bounding_boxes
 
 from autotimm_core.data import ImageInput, read_image
 
-
 #: Box colours by class index: matplotlib's "tab10", bright on dark and light images.
 PALETTE = [
     (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),

@@ -179,3 +179,19 @@ def plot_results(rows: list[dict[str, float]], path: Path) -> Path:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def print_results_table(row: dict[str, float], best_checkpoint: str | None = None) -> None:
+    """Print the last epoch's values (and the best checkpoint) as a Rich table."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"AutoTrainer: epoch {int(row.get('epoch', 0))}")
+    table.add_column("value")
+    table.add_column("", justify="right")
+    for key, value in row.items():
+        if key != "epoch":
+            table.add_row(key, f"{value:.4g}")
+    if best_checkpoint:
+        table.add_row("best checkpoint", best_checkpoint)
+    Console().print(table)

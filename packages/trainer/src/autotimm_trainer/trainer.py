@@ -13,6 +13,8 @@ from pytorch_lightning.callbacks import (
     DeviceStatsMonitor,
     LearningRateMonitor,
     ModelCheckpoint,
+    ProgressBar,
+    RichProgressBar,
 )
 from pytorch_lightning.loggers import Logger
 
@@ -25,7 +27,7 @@ from autotimm_trainer import _log, ddp
 from autotimm_trainer.callbacks import FiniteCheck, InterruptCheckpoint, MonitorCheck, RunStats
 from autotimm_trainer.memory import HostMemoryGuard
 from autotimm_trainer.predictions import PredictionWriter
-from autotimm_trainer.results import RunResults
+from autotimm_trainer.results import RunResults, print_results_table
 from autotimm_trainer.run_dir import (
     check_ckpt_path,
     find_last_checkpoint,
@@ -177,6 +179,15 @@ class AutoTrainer(pl.Trainer):
         if name is not None and (not isinstance(name, str) or not name or "/" in name):
             raise ValueError(f"name must be a folder name (no '/'), got {name!r}")
         self.run_name = name
+        # Lightning's bar stays the default; with Rich installed, Rich's bar (and a Rich table
+        # at the end of fit) unless a progress bar is given or turned off.
+        self._rich = (
+            kwargs.get("enable_progress_bar", True) is not False
+            and importlib.util.find_spec("rich") is not None
+            and not any(isinstance(cb, ProgressBar) for cb in callbacks)
+        )
+        if self._rich:
+            callbacks.append(RichProgressBar())
         loggers, self._placed = _build_loggers(logger, root)
         needy = [type(cb).__name__ for cb in callbacks if isinstance(cb, _NEEDS_LOGGER)]
         if needy and loggers is False:
@@ -301,6 +312,8 @@ class AutoTrainer(pl.Trainer):
             )
         if self.state.status == "finished" and self._run_stats.started:
             _log.info(self.summary())
+            if self._rich and self.is_global_zero and self._run_results.rows:
+                print_results_table(self._run_results.rows[-1], self.best_model_path)
 
     def validate(self, model: pl.LightningModule | None = None, dataloaders: Any = None, ckpt_path: str | Path | None = None, verbose: bool = True, datamodule: pl.LightningDataModule | None = None, weights_only: bool | None = None) -> Any:  # fmt: skip
         """``pl.Trainer.validate``, with ``ckpt_path`` checked first."""
