@@ -39,9 +39,11 @@ def test_classification_example_runs_short(tmp_path):
     assert len(rows) == 1 and 0.0 <= float(rows[0]["val/accuracy"]) <= 1.0
     out = tmp_path / "pred"
     cli.build_cli(
-        ["predict", "--config", str(EXAMPLE), "--ckpt_path", run.trainer.best_model_path]
-        + ["--trainer.limit_predict_batches", "1", "--trainer.enable_progress_bar", "false"]
-        + ["--trainer.default_root_dir", str(root), "--output_dir", str(out), "--draw", "true"]
+        [
+            *("predict", "--config", str(EXAMPLE), "--ckpt_path", run.trainer.best_model_path),
+            *("--trainer.limit_predict_batches", "1", "--trainer.enable_progress_bar", "false"),
+            *("--trainer.default_root_dir", str(root), "--output_dir", str(out), "--draw", "true"),
+        ]
     )
     lines = [json.loads(x) for x in (out / "predictions.jsonl").read_text().splitlines()]
     assert len(lines) == 64  # one batch of the example's batch_size
