@@ -55,3 +55,23 @@ def test_draw_classification_writes_the_labels(tmp_path):
     band = drawn[:, :20, :]
     assert float(band.float().mean()) < 200 and int(band.max()) > 200
     assert bool((drawn[:, 100:, :] == 200).all())  # the rest of the image is untouched
+
+
+def test_predict_dir_images_are_predicted_with_their_files(tmp_path):
+    from autotimm_classification import ImageDataModule
+
+    model, data = classifier_and_data(colour_folder(tmp_path / "data"))
+    images = tmp_path / "data" / "val"  # class folders here, but predict_dir needs none
+    data = ImageDataModule(
+        tmp_path / "data", image_size=32, batch_size=4, num_workers=0, predict_dir=images
+    )
+    t = trainer(tmp_path / "runs", max_epochs=1, logger=False)
+    t.fit(model, datamodule=data)
+    out = tmp_path / "out"
+    t.predict(model, datamodule=data, output_dir=out)
+    lines = [json.loads(x) for x in (out / "predictions.jsonl").read_text().splitlines()]
+    expected = sorted(str(p) for p in images.rglob("*") if p.is_file())
+    assert len(expected) == 6
+    assert [line["source"] for line in lines] == expected
+    with pytest.raises(FileNotFoundError, match="predict_dir='nowhere' is not a folder"):
+        ImageDataModule(tmp_path / "data", predict_dir="nowhere").setup("predict")
