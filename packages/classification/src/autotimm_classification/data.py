@@ -331,6 +331,7 @@ class ImageDataModule(ClassificationDataModule):
         image_column: str = "image_path",
         label_column: str = "label",
         balanced_sampling: bool = False,
+        predict_dir: str | os.PathLike | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(
@@ -338,6 +339,7 @@ class ImageDataModule(ClassificationDataModule):
             seed=seed,
             verify=verify,
             balanced_sampling=balanced_sampling,
+            predict_dir=predict_dir,
             **kwargs,
         )
         if train_csv is not None:
