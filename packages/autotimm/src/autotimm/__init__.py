@@ -58,6 +58,7 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     "ImageDataModule": ("autotimm_classification", "classification"),
     "MultiLabelImageDataModule": ("autotimm_classification", "classification"),
     "build_classification_transform": ("autotimm_classification", "classification"),
+    "draw_classification": ("autotimm_classification", "classification"),
     "read_image_rgb": ("autotimm_classification", "classification"),
     # detection
     "COCOMeanAveragePrecision": ("autotimm_detection", "detection"),
@@ -139,6 +140,7 @@ __all__ = [
     "create_backbone",
     "create_optimizer",
     "create_scheduler",
+    "draw_classification",
     "draw_detections",
     "draw_segmentation",
     "export_to_onnx",
@@ -166,6 +168,7 @@ if TYPE_CHECKING:  # for IDEs and type checkers; nothing is imported at run time
         ImageDataModule,
         MultiLabelImageDataModule,
         build_classification_transform,
+        draw_classification,
         read_image_rgb,
     )
     from autotimm_core import (

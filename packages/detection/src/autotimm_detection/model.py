@@ -36,6 +36,7 @@ from autotimm_detection.metrics import (
 )
 from autotimm_detection.points import level_size_ranges, make_points
 from autotimm_detection.postprocess import postprocess_detections, rescale_detections
+from autotimm_detection.visualize import render_detections
 
 #: Input side of a detector whose ``image_size`` and ``data_config`` leave it open.
 DETECTION_IMAGE_SIZE = 640
@@ -370,6 +371,11 @@ class ObjectDetector(BaseTask):
         """Detections matched one to one: identical labels, scores within ``atol`` (1e-4), boxes
         within 1e-2 px (``rtol`` is unused)."""
         compare_detections(reference, exported, box_atol=1e-2, score_atol=atol)
+
+    def draw_prediction(self, image: torch.Tensor, record: dict[str, Any]) -> torch.Tensor:
+        """``image`` (the model's uint8 ``(3, H, W)`` input) with the boxes, names and scores
+        of one ``predict_step`` record drawn on it (what ``autotimm predict --draw`` saves)."""
+        return render_detections(image, record)
 
     # ----------------------------------------------------------------- inference API
     @torch.inference_mode()
