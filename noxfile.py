@@ -4,7 +4,7 @@ Tests live by what they need: ``tests/<package>/`` (one package: its ``tests`` s
 ``tests/integration/<a>_<b>/`` and ``tests/integration/all/`` (several: collected where all of
 them are installed, see tests/integration/conftest.py), ``tests/autotimm/`` (the meta-package).
 
-Every install takes our five distributions from packages/ (the uv workspace sources), never
+Every install takes our six distributions from packages/ (the uv workspace sources), never
 from the registry, where the name ``autotimm`` belongs to another project. uv links packages
 from one cache, so a fresh venv with torch costs seconds. uv does not read pip's configuration:
 the extra index URLs and find-links this machine's pip uses are read at run time and handed to uv.
@@ -31,16 +31,18 @@ nox.options.default_venv_backend = "uv"
 nox.options.reuse_existing_virtualenvs = False
 nox.options.error_on_missing_interpreters = True
 
-TASK_PACKAGES = ["core", "classification", "detection", "trainer"]
-# The extras (optional backends) each package's own tests exercise. The detection session leaves
+TASK_PACKAGES = ["core", "classification", "detection", "segmentation", "trainer"]
+# The extras (optional backends) each package's own tests exercise; the task packages' export
+# tests also get the core's `export` extra (onnx, onnxscript, onnxruntime). The detection session leaves
 # out fast-map on purpose: it proves mAP through pycocotools alone (tests_all has faster-coco-eval).
 TEST_EXTRAS = {
-    "core": "tensorboard",
+    "core": "tensorboard,export",
     "classification": "albumentations",
     "detection": "albumentations",
+    "segmentation": "albumentations",
     "trainer": "plot",
 }
-ALL_PACKAGES = [*TASK_PACKAGES, "autotimm"]
+ALL_PACKAGES = [*TASK_PACKAGES, "runtime", "autotimm"]
 TEST_TOOLS = ["pytest", "pytest-xdist", "hypothesis", "psutil"]
 DOCS_TOOLS = ["mkdocs-material", "mkdocstrings[python]", "pymdown-extensions"]
 CONSTRAINTS = ["-c", str(ROOT / "constraints.txt")]
@@ -115,10 +117,30 @@ def _assert_only(session: nox.Session, expected: set[str]) -> None:
 @nox.parametrize("package", TASK_PACKAGES)
 def tests(session: nox.Session, package: str) -> None:
     """One package alone, with only its declared dependencies (and the extras its tests use)."""
-    _install(session, f"./packages/{package}[{TEST_EXTRAS[package]}]", *TEST_TOOLS)
+    export = (
+        ["./packages/core[export]"]
+        if package in ("classification", "detection", "segmentation")
+        else []
+    )
+    _install(session, f"./packages/{package}[{TEST_EXTRAS[package]}]", *export, *TEST_TOOLS)
     expected = {"autotimm-core"} | ({f"autotimm-{package}"} if package != "core" else set())
     _assert_only(session, expected)
     session.run(*PYTEST, f"tests/{package}", *session.posargs)
+
+
+@nox.session
+def runtime(session: nox.Session) -> None:
+    """autotimm-runtime alone: numpy, Pillow and onnxruntime, and no torch (checked).
+
+    Its tests build small AutoTimm-style ONNX files with the ``onnx`` helper API (a test tool
+    here, not a dependency of the runtime).
+    """
+    _install(session, "./packages/runtime", *TEST_TOOLS, "onnx")
+    _assert_only(session, {"autotimm-runtime"})
+    # The point of the package: `import torch` (and the rest of the training stack) fails here.
+    for forbidden in ("torch", "torchvision", "timm", "pytorch_lightning"):
+        session.run("python", "-c", f"import {forbidden}", success_codes=[1], silent=True)
+    session.run(*PYTEST, "tests/runtime", *session.posargs)
 
 
 @nox.session
@@ -130,7 +152,7 @@ def meta(session: nox.Session) -> None:
 
 
 @nox.session
-@nox.parametrize("extras", ["classification,trainer", "detection,trainer"])
+@nox.parametrize("extras", ["classification,trainer", "detection,trainer", "segmentation,trainer"])
 def combo(session: nox.Session, extras: str) -> None:
     """A task package with the trainer: installing more never breaks what is below.
 

@@ -8,15 +8,20 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 import pytest
-import torch
 
-torch.set_num_threads(1)
+try:
+    import torch
+except ImportError:  # the runtime session: autotimm-runtime alone, without torch
+    torch = None
+else:
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)
 def _seeded():
     """Every test starts from the same random state."""
-    torch.manual_seed(0)
+    if torch is not None:
+        torch.manual_seed(0)
     yield
 
 

@@ -31,6 +31,8 @@ EXTRA_OF = {
     "ImageDataModule": ("autotimm_classification", "classification"),
     "ObjectDetector": ("autotimm_detection", "detection"),
     "DetectionDataModule": ("autotimm_detection", "detection"),
+    "SemanticSegmentor": ("autotimm_segmentation", "segmentation"),
+    "SegmentationDataModule": ("autotimm_segmentation", "segmentation"),
     "AutoTrainer": ("autotimm_trainer", "trainer"),
     "TunerConfig": ("autotimm_trainer", "trainer"),
 }
@@ -56,7 +58,7 @@ def test_import_is_lazy():
     code = (
         "import sys, autotimm; "
         "heavy = [m for m in ('torch', 'autotimm_core', 'autotimm_classification', "
-        "'autotimm_detection', 'autotimm_trainer', 'pytorch_lightning') if m in sys.modules]; "
+        "'autotimm_detection', 'autotimm_segmentation', 'autotimm_trainer', 'pytorch_lightning') if m in sys.modules]; "
         "print(','.join(heavy))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -121,6 +123,7 @@ def _public_names(package: str) -> list[str]:
         ("core", None),
         ("classification", "classification"),
         ("detection", "detection"),
+        ("segmentation", "segmentation"),
         ("trainer", "trainer"),
     ],
 )

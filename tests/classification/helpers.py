@@ -39,3 +39,19 @@ def make_image_folder(
             for i in range(per_class):
                 coloured_image(colour, rng).save(folder / f"{i:03d}{ext}")
     return root
+
+
+def quiet_trainer(root: Path, **kw):
+    """A CPU ``pl.Trainer`` that writes nothing but what a test asks for (no logger, no
+    checkpoints, no progress bar or model summary)."""
+    import pytorch_lightning as pl
+
+    for key, value in {
+        "accelerator": "cpu",
+        "logger": False,
+        "enable_checkpointing": False,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+    }.items():
+        kw.setdefault(key, value)
+    return pl.Trainer(default_root_dir=root, **kw)

@@ -6,10 +6,9 @@ from collections import Counter
 
 import numpy as np
 import pytest
-import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from helpers import COLOURS, coloured_image
+from helpers import COLOURS, coloured_image, quiet_trainer
 
 from autotimm_classification import ImageClassifier, ImageDataModule
 from autotimm_classification.mixing import create_mixup, mix_batch
@@ -45,15 +44,7 @@ def _model(**kw):
 
 
 def _fit(model, data, tmp_path, steps=2):
-    trainer = pl.Trainer(
-        max_steps=steps,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-    )
+    trainer = quiet_trainer(tmp_path, max_steps=steps)
     trainer.fit(model, datamodule=data)
     return trainer
 

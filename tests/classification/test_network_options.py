@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import pytorch_lightning as pl
 import torch
+from helpers import quiet_trainer
 from pytorch_lightning.callbacks import Callback
 
 from autotimm_classification import ImageClassifier, ImageDataModule
@@ -23,16 +24,7 @@ def _model(**kw):
 
 def _trainer(tmp_path, **kw):
     kw.setdefault("max_epochs", 1)
-    return pl.Trainer(
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-        num_sanity_val_steps=0,
-        **kw,
-    )
+    return quiet_trainer(tmp_path, num_sanity_val_steps=0, **kw)
 
 
 class LiveWeights(Callback):

@@ -48,7 +48,7 @@ def _sibling_extras(name: str, extras: dict[str, list[str]], extra: str) -> set[
 def test_meta_extras_install_what_a_full_install_had():
     """autotimm[all] brings every extra of every package; each task extra its package's backends."""
     extras = _project("autotimm")["optional-dependencies"]
-    for pkg in ["core", "classification", "detection", "trainer"]:
+    for pkg in ["core", "classification", "detection", "trainer", "runtime"]:
         own = set(_project(pkg).get("optional-dependencies", {}))
         assert _sibling_extras(f"autotimm-{pkg}", extras, "all") == own, pkg
     assert _sibling_extras("autotimm-classification", extras, "classification") == {
@@ -58,6 +58,7 @@ def test_meta_extras_install_what_a_full_install_had():
     assert _sibling_extras("autotimm-trainer", extras, "trainer") == {"plot"}
     for extra in ["classification", "detection", "trainer"]:
         assert _sibling_extras("autotimm-core", extras, extra) == {"tensorboard"}, extra
+    assert _sibling_extras("autotimm-core", extras, "export") == {"export"}
 
 
 def test_installed_core_is_ours():
@@ -86,7 +87,8 @@ def test_integration_folders_are_named_for_what_they_need():
     )
     conftest = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(conftest)
-    extras = set(_project("autotimm")["optional-dependencies"]) - {"all"}
+    # `export` is the core's ONNX backends (autotimm-core[export]), not a package of its own.
+    extras = set(_project("autotimm")["optional-dependencies"]) - {"all", "export"}
     assert set(conftest.TASKS) == extras
     folders = conftest.folders()
     assert "all" in folders

@@ -163,3 +163,20 @@ def to_csv(coco_root: Path, out: Path, splits: tuple[str, ...] = ("train", "val"
             ] or [f"{path},,,,,"]
         (out / f"{split}.csv").write_text("\n".join(rows) + "\n")
     return out
+
+
+def assert_valid_records(loaded) -> None:
+    """Every record of a loaded annotation set is usable: a positive image size, finite boxes
+    inside the image with positive extent, one known category per box, finite areas."""
+    import numpy as np
+
+    known = {c["id"] for c in loaded.categories}
+    for rec in loaded.records:
+        assert rec.width > 0 and rec.height > 0
+        b = rec.boxes
+        assert b.shape == (len(rec.category_ids), 4) and np.isfinite(b).all()
+        assert (b[:, 0] >= 0).all() and (b[:, 2] <= rec.width).all()
+        assert (b[:, 1] >= 0).all() and (b[:, 3] <= rec.height).all()
+        assert (b[:, 2] > b[:, 0]).all() and (b[:, 3] > b[:, 1]).all()
+        assert set(rec.category_ids.tolist()) <= known
+        assert np.isfinite(rec.area).all()

@@ -251,3 +251,18 @@ def test_training_after_predict_in_inference_mode():
     loss.backward()
     assert torch.isfinite(loss)
     assert all(p.grad is not None for p in model.head.parameters() if p.requires_grad)
+
+
+def test_draw_prediction_draws_boxes_on_the_input():
+    model = ObjectDetector("test_resnet", num_classes=2, **SMALL)
+    image = torch.zeros(3, 64, 64, dtype=torch.uint8)
+    record = {
+        "boxes": [[8.0, 8.0, 40.0, 40.0]],
+        "scores": [0.8],
+        "labels": [1],
+        "label_names": ["cat"],
+    }
+    drawn = model.draw_prediction(image, record)
+    assert drawn.shape == image.shape and drawn.dtype == torch.uint8
+    assert drawn[:, 8, 8:41].any() and not drawn[:, 50:, 50:].any()  # the box edge, not beyond
+    assert torch.equal(model.draw_prediction(image, {**record, "scores": [], "boxes": []}), image)

@@ -7,11 +7,11 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
+from shapes import assert_valid_records
 
 from autotimm_detection.data.formats import load_csv, load_voc, load_yolo
 
@@ -32,18 +32,6 @@ line = st.lists(token, min_size=0, max_size=7).map(" ".join)
 text_file = st.lists(line, max_size=5).map("\n".join)
 
 
-def _check(loaded, names_known: bool = True) -> None:
-    known = {c["id"] for c in loaded.categories}
-    for rec in loaded.records:
-        assert rec.width > 0 and rec.height > 0
-        b = rec.boxes
-        assert b.shape == (len(rec.category_ids), 4) and np.isfinite(b).all()
-        assert (b[:, 0] >= 0).all() and (b[:, 2] <= rec.width).all()
-        assert (b[:, 1] >= 0).all() and (b[:, 3] <= rec.height).all()
-        assert (b[:, 2] > b[:, 0]).all() and (b[:, 3] > b[:, 1]).all()
-        assert set(rec.category_ids.tolist()) <= known
-
-
 def _load_or_named_error(load, *names: str) -> None:
     try:
         with warnings.catch_warnings():
@@ -52,7 +40,7 @@ def _load_or_named_error(load, *names: str) -> None:
     except (ValueError, FileNotFoundError) as err:
         assert any(n in str(err) for n in names), str(err)
         return
-    _check(loaded)
+    assert_valid_records(loaded)
 
 
 # ----------------------------------------------------------------------------- YOLO

@@ -13,6 +13,13 @@ A block's page is run in a fresh temporary directory holding the files made by `
   ``val2017/``) of 64x64 images with one to three coloured rectangles, and the 80 COCO category
   ids (1-90, with gaps) of which the rectangles use three; ``num_classes=80`` is right for it.
 - ``images/``: single images for prediction examples: ``cat.jpg``, ``dog.jpg``, ``street.jpg``.
+- ``scenes/``: a semantic-segmentation set in the folder layout (``{train,val}/images`` with
+  palette PNG ``{train,val}/masks``, ``classes.txt``: background, red, green, blue) of 64x48
+  images with coloured shapes and 255 ignore bands along their borders, with ``train.csv`` and
+  ``val.csv`` (``image,mask`` rows); the same data in Pascal VOC's segmentation layout inside
+  ``VOCdevkit/VOC2012/`` (beside the detection files, as in the real VOC2012) and as COCO
+  instance masks in ``scenes_coco/`` (where pycocotools is installed). Written by the segmentation tests' own generator
+  (tests/segmentation/scenes.py).
 
 Markers (HTML comments on the line(s) just above a fenced Python block):
 
@@ -28,6 +35,7 @@ Blocks of one page share one namespace and run in page order.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import random
 import re
@@ -92,7 +100,7 @@ SUBSTITUTIONS: list[Substitution] = [
     Substitution(
         r"\bimage_size=(512|640|800|1024)\b",
         "image_size=64",
-        "detection at 64 px",
+        "detection and segmentation at 64 px",
     ),
     Substitution(r"\bbatch_size=\d+", "batch_size=4", "small batches of small data"),
     Substitution(
@@ -101,7 +109,7 @@ SUBSTITUTIONS: list[Substitution] = [
         "loader processes are set below",
     ),
     Substitution(
-        r"\b(ImageDataModule|MultiLabelImageDataModule|DetectionDataModule)\(",
+        r"\b(ImageDataModule|MultiLabelImageDataModule|DetectionDataModule|SegmentationDataModule)\(",
         r"\1(num_workers=0, ",
         "no loader worker processes in tests (the default is 4)",
     ),
@@ -133,7 +141,7 @@ SUBSTITUTIONS: list[Substitution] = [
         "weights are never downloaded in tests (pretrained=False is added below)",
     ),
     Substitution(
-        r"\b(ImageClassifier|ObjectDetector)\(",
+        r"\b(ImageClassifier|ObjectDetector|SemanticSegmentor)\(",
         r"\1(pretrained=False, ",
         "no network: models start from random weights",
     ),
@@ -175,6 +183,9 @@ API_MODULES: dict[str, str] = {
     "ObjectDetector": "autotimm_detection",
     "DetectionDataModule": "autotimm_detection",
     "draw_detections": "autotimm_detection",
+    "SemanticSegmentor": "autotimm_segmentation",
+    "SegmentationDataModule": "autotimm_segmentation",
+    "draw_segmentation": "autotimm_segmentation",
     "AutoTrainer": "autotimm_trainer",
     "TunerConfig": "autotimm_trainer",
 }
@@ -332,12 +343,31 @@ def _make_detection_layouts(root: Path) -> None:
         shutil.move(root / "photos" / f"{split}.csv", root / "boxes" / f"{split}.csv")
 
 
+def _make_segmentation_layouts(root: Path) -> None:
+    # The segmentation tests' own generator and converters (tests/segmentation/scenes.py).
+    import sys
+
+    segmentation_tests = str(Path(__file__).resolve().parents[1] / "segmentation")
+    if segmentation_tests not in sys.path:
+        sys.path.insert(0, segmentation_tests)
+    from scenes import folder_to_coco, folder_to_csv, folder_to_voc, make_folder
+
+    scenes = make_folder(root / "scenes", {"train": 8, "val": 4}, size=(64, 48), seed=0)
+    folder_to_csv(scenes)
+    folder_to_voc(scenes, root / "VOCdevkit" / "VOC2012")
+    # COCO masks are encoded with pycocotools, which a session without the detection or
+    # segmentation package lacks (the blocks that read scenes_coco/ are skipped there).
+    if importlib.util.find_spec("pycocotools") is not None:
+        folder_to_coco(scenes, root / "scenes_coco")
+
+
 def make_files(root: Path) -> None:
     """Write the fixtures described above into ``root``, and the same data in the other layouts
     the pages show: ``labels/*.csv`` (classification CSVs of ``data/``), ``train.csv``,
     ``val.csv`` and ``tags.csv`` (multi-label CSVs of ``images/``), and ``coco/`` as YOLO
     (``shapes/``), Pascal VOC (``VOCdevkit/VOC2012/``) and CSV (``boxes/*.csv`` of
-    ``photos/``)."""
+    ``photos/``), and the segmentation sets (``scenes/``, ``VOCdevkit/VOC2012/``'s
+    segmentation lists and masks, ``scenes_coco/``)."""
     rng = random.Random(0)
     _make_folder(root / "data", rng)
     _make_coco(root / "coco", rng)
@@ -347,3 +377,4 @@ def make_files(root: Path) -> None:
     _shapes(rng, size=96)[0].save(root / "images" / "street.jpg")
     _make_classification_csvs(root)
     _make_detection_layouts(root)
+    _make_segmentation_layouts(root)

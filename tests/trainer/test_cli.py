@@ -43,13 +43,13 @@ def test_fit_from_a_config_file(tmp_path):
     assert isinstance(run.datamodule, TinyData) and run.datamodule.batch_size == 4
     assert trainer.current_epoch == 2 and run.model.lr == 0.2
     best = Path(trainer.best_model_path)
-    assert best.parent == tmp_path / "runs" / "version_0" / "checkpoints" and best.is_file()
+    assert best.parent == tmp_path / "version_0" / "checkpoints" and best.is_file()
     # LightningCLI's config copy lands in the run folder, not in the shared root
-    saved = yaml.safe_load((tmp_path / "runs" / "version_0" / "config.yaml").read_text())
+    saved = yaml.safe_load((tmp_path / "version_0" / "config.yaml").read_text())
     assert saved["trainer"]["checkpoint_monitor"] == "val/accuracy"
     # a second run neither collides with the saved config nor overwrites checkpoints
     cli.build_cli(["fit", "--config", str(config), "--trainer.max_epochs", "1"])
-    assert (tmp_path / "runs" / "version_1" / "config.yaml").is_file() and best.is_file()
+    assert (tmp_path / "version_1" / "config.yaml").is_file() and best.is_file()
 
 
 def test_validate_and_test_with_a_checkpoint(tmp_path):
@@ -85,8 +85,10 @@ def test_tune_prints_suggestions_and_trains_nothing(tmp_path, caplog, monkeypatc
 
 def test_bad_trainer_argument_is_reported_by_the_parser(tmp_path, capsys):
     config = write_config(tmp_path, checkpoint_mode="best")
-    with pytest.raises(ValueError, match="checkpoint_mode must be 'max' or 'min'"):
+    # rejected by the parser before anything is built (issue 17; was AutoTrainer's ValueError)
+    with pytest.raises(SystemExit):
         cli.build_cli(["fit", "--config", str(config)])
+    assert "trainer.checkpoint_mode='best' is not one of: max, min" in capsys.readouterr().err
 
 
 def test_tasks_from_entry_points_are_selectable_by_class_name(tmp_path, monkeypatch):
@@ -131,6 +133,7 @@ def test_installed_tasks_are_listed_and_looked_up_by_class_name(monkeypatch):
 )
 def test_examples_parse(example, monkeypatch):
     """Every example config parses against the installed classes (runs are not timed here)."""
+    monkeypatch.chdir(ROOT)  # examples name their data relative to the repository, where they run
     config = yaml.safe_load(example.read_text())
     for section in ("model", "data"):
         module = config[section]["class_path"].rpartition(".")[0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
 import logging
 import os
@@ -50,12 +51,13 @@ def test_defaults_follow_the_spec():
         "accelerator": "auto",
         "devices": "auto",
         "precision": 32,
-        "logger": False,
+        "logger": True,  # CSV (+ TensorBoard when installed) in the run folder (issue 17)
         "tuner_config": None,
         "checkpoint_monitor": None,
         "checkpoint_mode": None,  # follows the monitored name
         "callbacks": None,
         "default_root_dir": ".",
+        "name": None,
         "gradient_clip_val": None,
         "accumulate_grad_batches": 1,
         "val_check_interval": 1.0,
@@ -65,7 +67,11 @@ def test_defaults_follow_the_spec():
     }
     assert {k: params[k].default for k in expected} == expected
     trainer = AutoTrainer(accelerator="cpu", default_root_dir="unused")
-    assert trainer.max_epochs == 10 and trainer.loggers == [] and trainer.precision == "32-true"
+    assert trainer.max_epochs == 10 and trainer.precision == "32-true"
+    tensorboard = importlib.util.find_spec("tensorboard") is not None
+    expected_loggers = ["CSVLogger"] + (["TensorBoardLogger"] if tensorboard else [])
+    assert [type(lg).__name__ for lg in trainer.loggers] == expected_loggers
+    assert AutoTrainer(accelerator="cpu", logger=False, default_root_dir="unused").loggers == []
 
 
 def test_other_trainer_arguments_pass_through(tmp_path):
@@ -92,8 +98,8 @@ def test_best_and_last_checkpoints_in_fresh_versioned_folders(tmp_path, autotimm
         trainer.fit(TinyModel(), datamodule=TinyData())
         runs.append(trainer)
     first, second = (Path(t.best_model_path) for t in runs)
-    assert first.parent == tmp_path / "runs" / "version_0" / "checkpoints"
-    assert second.parent == tmp_path / "runs" / "version_1" / "checkpoints"
+    assert first.parent == tmp_path / "version_0" / "checkpoints"
+    assert second.parent == tmp_path / "version_1" / "checkpoints"
     for trainer, best in zip(runs, (first, second)):
         files = sorted(p.name for p in best.parent.iterdir())
         assert len(files) == 2 and "last.ckpt" in files
@@ -180,7 +186,7 @@ def test_an_explicit_checkpoint_mode_wins(tmp_path, autotimm_log):
 def test_without_monitor_the_last_epoch_is_saved(tmp_path):
     trainer = AutoTrainer(max_epochs=2, default_root_dir=tmp_path, **QUIET)
     trainer.fit(TinyModel(), datamodule=TinyData())
-    files = list((tmp_path / "runs" / "version_0" / "checkpoints").iterdir())
+    files = list((tmp_path / "version_0" / "checkpoints").iterdir())
     assert [p.name for p in files] == ["epoch=01-step=16.ckpt"]
     assert trainer.best_model_path == str(files[0]) and trainer.best_model_score is None
     assert torch.load(files[0], weights_only=False)["epoch"] == 1
@@ -376,7 +382,7 @@ def test_loggers_from_configs_manager_and_objects(tmp_path):
 
 
 def test_no_logger_writes_no_logs(tmp_path):
-    AutoTrainer(max_epochs=1, default_root_dir=tmp_path, **QUIET).fit(
+    AutoTrainer(max_epochs=1, logger=False, default_root_dir=tmp_path, **QUIET).fit(
         TinyModel(), datamodule=TinyData()
     )
     assert not (tmp_path / "logs").exists() and not list(tmp_path.rglob("*.csv"))
@@ -385,6 +391,7 @@ def test_no_logger_writes_no_logs(tmp_path):
 def test_callbacks_that_need_a_logger_get_a_csv_logger(tmp_path, autotimm_log):
     trainer = AutoTrainer(
         max_epochs=1,
+        logger=False,
         default_root_dir=tmp_path,
         callbacks=[
             EarlyStopping(monitor="val/loss", patience=10, mode="min"),
@@ -398,7 +405,8 @@ def test_callbacks_that_need_a_logger_get_a_csv_logger(tmp_path, autotimm_log):
     assert len(notes) == 1 and "LearningRateMonitor" in notes[0]
     header = (Path(trainer.logger.log_dir) / "metrics.csv").read_text().splitlines()[0]
     assert "lr-SGD" in header
-    assert Path(trainer.logger.log_dir).is_relative_to(tmp_path / "logs")
+    # in the run folder, as the default loggers (issue 17; was default_root_dir/logs)
+    assert Path(trainer.logger.log_dir) == tmp_path / "version_0"
 
 
 def test_seed_everything_with_workers(tmp_path, monkeypatch):

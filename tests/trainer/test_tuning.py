@@ -103,7 +103,7 @@ def test_fit_tunes_lr_and_batch_size_then_trains_all_epochs(tmp_path, caplog, mo
     assert results["previous_lr"] == 0.1 and results["lr"] is not None
     assert model.lr == pytest.approx(results["lr"]) and 1e-4 <= model.lr <= 1.0
     plot = Path(results["lr_plot"])
-    assert plot == tmp_path / "runs" / "version_0" / "lr_find.png"
+    assert plot == tmp_path / "version_0" / "lr_find.png"
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # tuning used no training epochs; its temporary checkpoints are gone
     assert counter.epochs == 2 and trainer.current_epoch == 2

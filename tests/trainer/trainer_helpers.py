@@ -162,3 +162,66 @@ class TinyImages(pl.LightningDataModule):
 
     def val_dataloader(self):
         return DataLoader(self.val_set, batch_size=self.batch_size)
+
+
+class TinyLabelledImages(pl.LightningDataModule):
+    """Random 16 px RGB images in [0, 1] of 4 classes; ``num_classes``/``class_names`` are known
+    once set up, as AutoTimm's data modules have them."""
+
+    def __init__(self, batch_size: int = 4, num_samples: int = 12) -> None:
+        super().__init__()
+        self.batch_size = batch_size
+        self.num_samples = num_samples
+        self.class_names: list[str] | None = None
+        self.setup_calls = 0
+
+    @property
+    def num_classes(self) -> int | None:
+        return None if self.class_names is None else len(self.class_names)
+
+    def setup(self, stage: str) -> None:
+        self.setup_calls += 1
+        g = torch.Generator().manual_seed(0)
+        x = torch.rand(self.num_samples, 3, 16, 16, generator=g)
+        self.data = TensorDataset(x, torch.arange(self.num_samples) % 4)
+        self.class_names = ["ant", "bee", "cat", "dog"]
+
+    def train_dataloader(self):
+        return DataLoader(self.data, batch_size=self.batch_size)
+
+    def val_dataloader(self):
+        return DataLoader(self.data, batch_size=self.batch_size)
+
+    def predict_dataloader(self):
+        return DataLoader(self.data, batch_size=self.batch_size)
+
+
+class TinyImageModel(pl.LightningModule):
+    """A linear classifier on 16 px images whose ``num_classes`` may come from the data; its
+    ``draw_prediction`` paints a white square in the corner (for the prediction writer)."""
+
+    def __init__(self, num_classes: int | None = None, class_names: list[str] | None = None):
+        super().__init__()
+        if num_classes is None:
+            raise ValueError("num_classes must be a positive int, got None")
+        self.num_classes = num_classes
+        self.class_names = class_names
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, num_classes))
+
+    def forward(self, x):
+        return self.net(x)
+
+    def training_step(self, batch, batch_idx):
+        return F.cross_entropy(self(batch[0]), batch[1])
+
+    def predict_step(self, batch, batch_idx):
+        probs = self(batch[0]).softmax(-1)
+        return {"probs": probs, "labels": probs.argmax(-1)}
+
+    def draw_prediction(self, image: torch.Tensor, record: dict) -> torch.Tensor:
+        out = image.clone()
+        out[:, :4, :4] = 255
+        return out
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)

@@ -1,4 +1,5 @@
-"""AutoTimm: train any timm backbone for image classification and object detection.
+"""AutoTimm: train any timm backbone for image classification, object detection and semantic
+segmentation.
 
 This meta-package re-exports the public API of the AutoTimm packages that are installed. Names
 are imported on first use, so ``import autotimm`` stays light and a task package you do not use
@@ -42,12 +43,22 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     "resolve_data_config": ("autotimm_core", None),
     "resolve_optimizer_name": ("autotimm_core", None),
     "resolve_scheduler_name": ("autotimm_core", None),
+    "FeatureAdapter": ("autotimm_core", None),
+    "SimpleFeaturePyramid": ("autotimm_core", None),
+    "accepts_img_size": ("autotimm_core", None),
+    "build_feature_backbone": ("autotimm_core", None),
+    # export (in core; ONNX itself needs the `export` extra when called)
+    "ExportParityError": ("autotimm_core.export", None),
+    "export_to_onnx": ("autotimm_core.export", None),
+    "load_onnx": ("autotimm_core.export", None),
+    "validate_onnx_export": ("autotimm_core.export", None),
     # classification
     "BUILTIN_DATASETS": ("autotimm_classification", "classification"),
     "ImageClassifier": ("autotimm_classification", "classification"),
     "ImageDataModule": ("autotimm_classification", "classification"),
     "MultiLabelImageDataModule": ("autotimm_classification", "classification"),
     "build_classification_transform": ("autotimm_classification", "classification"),
+    "draw_classification": ("autotimm_classification", "classification"),
     "read_image_rgb": ("autotimm_classification", "classification"),
     # detection
     "COCOMeanAveragePrecision": ("autotimm_detection", "detection"),
@@ -60,6 +71,20 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
     "load_csv": ("autotimm_detection", "detection"),
     "load_voc": ("autotimm_detection", "detection"),
     "load_yolo": ("autotimm_detection", "detection"),
+    # segmentation
+    "VOC_CLASSES": ("autotimm_segmentation", "segmentation"),
+    "CocoMasks": ("autotimm_segmentation", "segmentation"),
+    "DeepLabV3PlusHead": ("autotimm_segmentation", "segmentation"),
+    "FPNHead": ("autotimm_segmentation", "segmentation"),
+    "SegmentationDataModule": ("autotimm_segmentation", "segmentation"),
+    "SegmentationDataset": ("autotimm_segmentation", "segmentation"),
+    "SegmentationTransform": ("autotimm_segmentation", "segmentation"),
+    "SemanticSegmentor": ("autotimm_segmentation", "segmentation"),
+    "UNetHead": ("autotimm_segmentation", "segmentation"),
+    "build_loss": ("autotimm_segmentation", "segmentation"),
+    "build_segmentation_transform": ("autotimm_segmentation", "segmentation"),
+    "draw_segmentation": ("autotimm_segmentation", "segmentation"),
+    "read_mask": ("autotimm_segmentation", "segmentation"),
     # trainer
     "AutoTrainer": ("autotimm_trainer", "trainer"),
     "FiniteCheck": ("autotimm_trainer", "trainer"),
@@ -70,14 +95,20 @@ _EXPORTS: dict[str, tuple[str, str | None]] = {
 
 __all__ = [
     "BUILTIN_DATASETS",
+    "VOC_CLASSES",
     "AutoTrainer",
     "BaseDataModule",
     "BaseTask",
     "COCOMeanAveragePrecision",
     "CocoDetection",
+    "CocoMasks",
     "DataConfig",
     "DataContract",
+    "DeepLabV3PlusHead",
     "DetectionDataModule",
+    "ExportParityError",
+    "FPNHead",
+    "FeatureAdapter",
     "FiniteCheck",
     "ImageClassifier",
     "ImageDataModule",
@@ -91,27 +122,43 @@ __all__ = [
     "NonFiniteLossError",
     "ObjectDetector",
     "Registry",
+    "SegmentationDataModule",
+    "SegmentationDataset",
+    "SegmentationTransform",
+    "SemanticSegmentor",
+    "SimpleFeaturePyramid",
     "TunerConfig",
+    "UNetHead",
+    "accepts_img_size",
     "backbone_data_config",
     "build_classification_transform",
     "build_detection_transform",
+    "build_feature_backbone",
+    "build_loss",
+    "build_segmentation_transform",
     "check_backbone_name",
     "create_backbone",
     "create_optimizer",
     "create_scheduler",
+    "draw_classification",
     "draw_detections",
+    "draw_segmentation",
+    "export_to_onnx",
     "list_backbones",
     "list_optimizers",
     "list_schedulers",
     "load_coco",
     "load_csv",
+    "load_onnx",
     "load_voc",
     "load_yolo",
     "read_image",
     "read_image_rgb",
+    "read_mask",
     "resolve_data_config",
     "resolve_optimizer_name",
     "resolve_scheduler_name",
+    "validate_onnx_export",
 ]
 
 if TYPE_CHECKING:  # for IDEs and type checkers; nothing is imported at run time
@@ -121,6 +168,7 @@ if TYPE_CHECKING:  # for IDEs and type checkers; nothing is imported at run time
         ImageDataModule,
         MultiLabelImageDataModule,
         build_classification_transform,
+        draw_classification,
         read_image_rgb,
     )
     from autotimm_core import (
@@ -128,13 +176,17 @@ if TYPE_CHECKING:  # for IDEs and type checkers; nothing is imported at run time
         BaseTask,
         DataConfig,
         DataContract,
+        FeatureAdapter,
         LoggerConfig,
         LoggerManager,
         LoggingConfig,
         MetricConfig,
         MetricManager,
         Registry,
+        SimpleFeaturePyramid,
+        accepts_img_size,
         backbone_data_config,
+        build_feature_backbone,
         check_backbone_name,
         create_backbone,
         create_optimizer,
@@ -147,6 +199,12 @@ if TYPE_CHECKING:  # for IDEs and type checkers; nothing is imported at run time
         resolve_optimizer_name,
         resolve_scheduler_name,
     )
+    from autotimm_core.export import (
+        ExportParityError,
+        export_to_onnx,
+        load_onnx,
+        validate_onnx_export,
+    )
     from autotimm_detection import (
         CocoDetection,
         COCOMeanAveragePrecision,
@@ -158,6 +216,21 @@ if TYPE_CHECKING:  # for IDEs and type checkers; nothing is imported at run time
         load_csv,
         load_voc,
         load_yolo,
+    )
+    from autotimm_segmentation import (
+        VOC_CLASSES,
+        CocoMasks,
+        DeepLabV3PlusHead,
+        FPNHead,
+        SegmentationDataModule,
+        SegmentationDataset,
+        SegmentationTransform,
+        SemanticSegmentor,
+        UNetHead,
+        build_loss,
+        build_segmentation_transform,
+        draw_segmentation,
+        read_mask,
     )
     from autotimm_trainer import (
         AutoTrainer,

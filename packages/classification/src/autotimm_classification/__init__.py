@@ -5,6 +5,7 @@ from autotimm_classification.data import ImageDataModule
 from autotimm_classification.model import ImageClassifier
 from autotimm_classification.multilabel import MultiLabelImageDataModule
 from autotimm_classification.transforms import build_classification_transform
+from autotimm_classification.visualize import draw_classification
 from autotimm_core._imports import distribution_version
 
 # Public here before the reader moved to autotimm_core.data (which every task shares).
@@ -19,5 +20,6 @@ __all__ = [
     "MultiLabelImageDataModule",
     "__version__",
     "build_classification_transform",
+    "draw_classification",
     "read_image_rgb",
 ]

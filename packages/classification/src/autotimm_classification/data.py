@@ -35,7 +35,13 @@ from autotimm_classification.datasets import (
 )
 from autotimm_classification.sampling import balanced_sample_weights, class_counts
 from autotimm_classification.transforms import build_classification_transform
-from autotimm_core.data import BaseDataModule, ClassCounts, check_image_file
+from autotimm_core.data import (
+    IMAGE_EXTENSIONS,
+    BaseDataModule,
+    ClassCounts,
+    check_image_file,
+    is_image_file,
+)
 from autotimm_core.distributed import WeightedDistributedSampler
 
 Split = ImageFileDataset | ArrayImageDataset
@@ -60,6 +66,9 @@ class ClassificationDataModule(BaseDataModule):
             (see ``balanced_sample_weights``; a multi-label image weighs as its rarest label).
             The draw is the same on every DDP rank, which keeps a share of it, and changes with
             the epoch. Default False: every sample once per epoch, shuffled.
+        predict_dir: a folder of images (searched recursively, no class folders needed) that
+            ``predict`` runs on (``autotimm predict --data.predict_dir IMAGES``), prepared as the
+            evaluation splits are. Default None: predict on the test split, else validation.
         **kwargs: the arguments of :class:`~autotimm_core.data.BaseDataModule`.
     """
 
@@ -73,9 +82,12 @@ class ClassificationDataModule(BaseDataModule):
         seed: int = 42,
         verify: bool = False,
         balanced_sampling: bool = False,
+        predict_dir: str | os.PathLike | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.predict_dir = None if predict_dir is None else os.fspath(predict_dir)
+        self.predict_dataset: ImageFileDataset | None = None
         if not (isinstance(val_split, (int, float)) and 0 <= val_split < 1):
             raise ValueError(f"val_split must be in [0, 1), got {val_split!r}")
         self.val_split = float(val_split)
@@ -101,6 +113,8 @@ class ClassificationDataModule(BaseDataModule):
         """Read the splits (once) and build their transforms from :attr:`data_config`."""
         if self.class_names is None:
             self.read_splits(stage)
+        if self.predict_dir is not None and self.predict_dataset is None:
+            self.predict_dataset = predict_folder(self.predict_dir)
         self._build_transforms()
         self._attach_skip_report()
 
@@ -119,6 +133,7 @@ class ClassificationDataModule(BaseDataModule):
             (self.train_dataset, train_tf),
             (self.val_dataset, eval_tf),
             (self.test_dataset, eval_tf),
+            (self.predict_dataset, eval_tf),
         ):
             if ds is not None:
                 ds.transform = tf
@@ -214,8 +229,11 @@ class ClassificationDataModule(BaseDataModule):
         return self._loader(self.test_dataset, train=False)
 
     def predict_dataloader(self) -> DataLoader:
-        """The test split, else the validation split."""
-        dataset = self.test_dataset if self.test_dataset is not None else self.val_dataset
+        """The images of ``predict_dir`` when given, else the test split, else the validation
+        split."""
+        dataset = self.predict_dataset
+        if dataset is None:
+            dataset = self.test_dataset if self.test_dataset is not None else self.val_dataset
         return self._loader(dataset, train=False)
 
     # ------------------------------------------------------------------ skipped files
@@ -270,6 +288,8 @@ class ImageDataModule(ClassificationDataModule):
             frequency (with replacement), so each epoch sees every class about equally often;
             DDP-aware. Default False.
         download: let ``prepare_data`` download a torchvision data set. Default True.
+        predict_dir: a folder of images (recursively, no class folders) that ``predict`` runs
+            on; see :class:`ClassificationDataModule`. Default None: the test split, else val.
         train_csv: CSV file of the training images, instead of folders. Default None.
         val_csv: CSV file of the validation images (needs ``train_csv``). Default None.
         test_csv: CSV file of the test images (needs ``train_csv``). Default None.
@@ -311,6 +331,7 @@ class ImageDataModule(ClassificationDataModule):
         image_column: str = "image_path",
         label_column: str = "label",
         balanced_sampling: bool = False,
+        predict_dir: str | os.PathLike | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(
@@ -318,6 +339,7 @@ class ImageDataModule(ClassificationDataModule):
             seed=seed,
             verify=verify,
             balanced_sampling=balanced_sampling,
+            predict_dir=predict_dir,
             **kwargs,
         )
         if train_csv is not None:
@@ -461,3 +483,21 @@ class _SkippedImagesReport(Callback):
 
     def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._report("test", self.datamodule.test_dataset, trainer.current_epoch)
+
+
+def predict_folder(folder: str | os.PathLike) -> ImageFileDataset:
+    """Every image file under ``folder`` (recursively, sorted), unlabelled (target -1): what
+    ``predict_dir`` predicts on.
+
+    Raises:
+        FileNotFoundError: ``folder`` is not a folder. ValueError: it holds no image file.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        raise FileNotFoundError(f"predict_dir='{folder}' is not a folder")
+    files = sorted(str(p) for p in root.rglob("*") if p.is_file() and is_image_file(p))
+    if not files:
+        raise ValueError(
+            f"predict_dir='{folder}' holds no image file (extensions: {', '.join(IMAGE_EXTENSIONS)})"
+        )
+    return ImageFileDataset([(f, -1) for f in files])

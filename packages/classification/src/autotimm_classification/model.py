@@ -5,12 +5,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from autotimm_classification.export import ClassifierExport
 from autotimm_classification.mixing import create_mixup, mix_batch
 from autotimm_classification.transforms import build_classification_transform
+from autotimm_classification.visualize import render_classification
 from autotimm_core import BaseTask, MetricConfig, create_backbone
 from autotimm_core.data import ClassCounts, DataConfig, ImageInput, read_image
 
@@ -129,6 +132,7 @@ class ImageClassifier(BaseTask):
         ),
     )
     default_metric_task = "multiclass"
+    export_task = "classification"
 
     def __init__(
         self,
@@ -304,6 +308,49 @@ class ImageClassifier(BaseTask):
         probs = self.probabilities(self(images))
         labels = (probs > 0.5).long() if self.multi_label else probs.argmax(dim=-1)
         return {"probs": probs, "labels": labels}
+
+    # ------------------------------------------------------------------ export
+    def export_module(self, image_size: int) -> nn.Module:
+        """uint8 ``(B, 3, S, S)`` to ``probabilities (B, C)`` (see :meth:`BaseTask.export`)."""
+        cfg = self.data_config
+        return ClassifierExport(self.backbone, cfg.mean, cfg.std, self.multi_label)
+
+    def export_output_names(self) -> list[str]:
+        return ["probabilities"]
+
+    def export_metadata(self, image_size: int) -> dict[str, Any]:
+        """BaseTask's entries plus ``multi_label``; class names default to ``"0"``, ``"1"``..."""
+        meta = super().export_metadata(image_size)
+        meta["class_names"] = meta["class_names"] or [str(i) for i in range(self.num_classes)]
+        meta["multi_label"] = self.multi_label
+        return meta
+
+    def export_reference(self, images: torch.Tensor) -> dict[str, np.ndarray]:
+        """The probabilities ``predict`` computes (``forward`` then softmax/sigmoid)."""
+        probs = self.probabilities(self(images.to(self.device)))
+        return {"probabilities": probs.float().cpu().numpy()}
+
+    # ------------------------------------------------------------------ written predictions
+    def prediction_records(self, prediction: dict, top_k: int = 5) -> list[dict[str, Any]]:
+        """One JSON-ready record per image of a ``predict_step`` output, in :meth:`predict`'s
+        form: ``{"predictions": [{"label", "index", "score"}, ...]}``, the top ``top_k``
+        (default 5), or with ``multi_label`` every label scoring above 0.5. What
+        ``autotimm predict --output_dir`` writes, one line per image."""
+        names = self.class_names or [str(i) for i in range(self.num_classes)]
+        records = []
+        for row in prediction["probs"].float():
+            scores, indices = row.sort(descending=True)
+            pairs = list(zip(scores.tolist(), indices.tolist()))
+            pairs = [p for p in pairs if p[0] > 0.5] if self.multi_label else pairs[:top_k]
+            records.append(
+                {"predictions": [{"label": names[i], "index": i, "score": s} for s, i in pairs]}
+            )
+        return records
+
+    def draw_prediction(self, image: torch.Tensor, record: dict[str, Any]) -> torch.Tensor:
+        """``image`` (uint8 ``(3, H, W)``) with the labels of one :meth:`prediction_records`
+        record drawn on it (what ``autotimm predict --draw`` saves)."""
+        return render_classification(image, record["predictions"])
 
     # ------------------------------------------------------------------ prediction
     def eval_transform(self, normalize: bool = True) -> Any:

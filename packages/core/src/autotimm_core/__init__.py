@@ -14,6 +14,12 @@ from autotimm_core.data import (
     read_image,
     resolve_data_config,
 )
+from autotimm_core.features import (
+    FeatureAdapter,
+    SimpleFeaturePyramid,
+    accepts_img_size,
+    build_feature_backbone,
+)
 from autotimm_core.loggers import LoggerConfig, LoggerManager, LoggingConfig
 from autotimm_core.metrics import MetricConfig, MetricManager
 from autotimm_core.optimizers import create_optimizer, list_optimizers, resolve_optimizer_name
@@ -28,14 +34,18 @@ __all__ = [
     "BaseTask",
     "DataConfig",
     "DataContract",
+    "FeatureAdapter",
     "LoggerConfig",
     "LoggerManager",
     "LoggingConfig",
     "MetricConfig",
     "MetricManager",
     "Registry",
+    "SimpleFeaturePyramid",
     "__version__",
+    "accepts_img_size",
     "backbone_data_config",
+    "build_feature_backbone",
     "check_backbone_name",
     "create_backbone",
     "create_optimizer",

@@ -110,6 +110,16 @@ class LoggerManager:
 
     def __init__(self, configs: list[LoggerConfig | dict[str, Any]]) -> None:
         self.configs = [c if isinstance(c, LoggerConfig) else LoggerConfig(**c) for c in configs]
+        self._loggers: list[Logger] | None = None
+
+    @property
+    def loggers(self) -> list[Logger]:
+        """The built Lightning loggers (upstream AutoTimm's API), built once on first use with
+        the default ``save_dir`` under ``"."`` (``./logs``). Passed to ``AutoTrainer(logger=...)``
+        the manager is rebuilt from its configs into each run folder instead."""
+        if self._loggers is None:
+            self._loggers = self.build()
+        return self._loggers
 
     def build(self, default_root_dir: str = ".") -> list[Logger]:
         """The Lightning loggers, in the order given."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, NamedTuple
@@ -174,10 +175,25 @@ def build_metric(
     if num_classes is not None:
         # A class without a task argument (MultilabelAveragePrecision...) takes the task's.
         task = params.get("task", default_task)
-        if task == "multilabel" and "num_labels" in accepted:
-            params.setdefault("num_labels", num_classes)
-        elif task in (None, "multiclass") and "num_classes" in accepted:
-            params.setdefault("num_classes", num_classes)
+        key = (
+            "num_labels"
+            if task == "multilabel" and "num_labels" in accepted
+            else "num_classes"
+            if task in (None, "multiclass") and "num_classes" in accepted
+            else None
+        )
+        if key is not None:
+            given = params.get(key)
+            if given is not None and given != num_classes:
+                # Upstream AutoTimm trains with the model's count; failing deep inside
+                # torchmetrics at the first validation batch helps nobody.
+                warnings.warn(
+                    f"metric '{config.name}': params {key}={given} differs from the model's "
+                    f"num_classes={num_classes}; using {num_classes}",
+                    UserWarning,
+                    stacklevel=2,
+                )
+            params[key] = num_classes
     try:
         return cls(**params)
     except (TypeError, ValueError) as err:

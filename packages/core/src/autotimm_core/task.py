@@ -9,8 +9,10 @@ Subclasses build ``self.backbone`` and their head, and implement the steps.
 from __future__ import annotations
 
 import inspect
+import os
 import random
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,6 +31,9 @@ from autotimm_core.per_class import best_and_worst, per_class_values, report_con
 from autotimm_core.schedulers import create_scheduler, is_timm_scheduler, resolve_scheduler_name
 
 _RNG_KEY = "autotimm_rng_states"
+#: Checkpoint key holding the task's import path (``module.Class``): what ``autotimm export
+#: --ckpt_path`` rebuilds without a config (plain Lightning checkpoints do not record the class).
+TASK_CLASS_KEY = "autotimm_task_class"
 
 
 class BaseTask(pl.LightningModule):
@@ -490,6 +495,105 @@ class BaseTask(pl.LightningModule):
                 )
                 self.log("train/grad_norm", norm, on_step=True, on_epoch=False, batch_size=1)
 
+    # ----------------------------------------------------------------- export
+    #: The task's name in exported files' metadata (``"classification"``, ``"detection"``...);
+    #: a task that supports export sets it.
+    export_task: str | None = None
+
+    def export(
+        self,
+        path: str | os.PathLike,
+        image_size: int | None = None,
+        batch_size: int | None = None,
+        opset: int | None = None,
+        check: bool = True,
+        example_input: torch.Tensor | None = None,
+    ) -> Path:
+        """Write the whole inference pipeline to a file another runtime can run.
+
+        The graph takes uint8 images ``(B, 3, S, S)`` (already resized as :attr:`data_config`
+        says: ``autotimm_runtime`` does that part) and returns the task's final outputs
+        (:meth:`export_output_names`), normalization and post-processing inside. Everything a
+        runtime needs (task, labels, input size, resize mode, thresholds, version) is stored in
+        the file's metadata.
+
+        Args:
+            path: the file to write; its suffix picks the format: ``.onnx`` (ONNX, needs the
+                ``autotimm-core[export]`` extra) or ``.pt2`` (``torch.export``'s
+                ExportedProgram). TorchScript (``.pt``/``.ts``) is refused: torch 2.14
+                deprecates ``torch.jit``.
+            image_size: the input side of the graph. Default None: :attr:`image_size`.
+            batch_size: a fixed batch size. Default None: any batch size.
+            opset: ONNX opset. Default None: torch.onnx's default.
+            check: run the written file (onnxruntime for ONNX) on sample images and compare it
+                with this model (:meth:`compare_export_outputs`). Default True.
+            example_input: uint8 images ``(B, 3, S, S)`` to trace and check with. Default None:
+                seeded random images.
+
+        Returns:
+            The path written.
+
+        Raises:
+            ValueError: an unknown suffix (the valid ones are listed) or a bad argument.
+            ImportError: ONNX export without the ``export`` extra (the command is given).
+            ExportParityError: the check failed (it names the output and the difference).
+        """
+        from autotimm_core.export import export_model
+
+        return export_model(self, path, image_size, batch_size, opset, check, example_input)
+
+    def export_module(self, image_size: int) -> torch.nn.Module:
+        """Hook: the module to export for inputs of side ``image_size``: uint8 ``(B, 3, S, S)`` in, a tuple of final outputs
+        (named by :meth:`export_output_names`) out. A new task implements it, with
+        :meth:`export_output_names` and :meth:`export_metadata`, and gets export (ONNX and
+        ``.pt2``), the parity check and the command line's ``autotimm export``."""
+        raise NotImplementedError(
+            f"{type(self).__name__} does not implement export: define export_module(), "
+            "export_output_names() and export_metadata() (see BaseTask)"
+        )
+
+    def export_output_names(self) -> list[str]:
+        """Hook: the names of :meth:`export_module`'s outputs, in order."""
+        raise NotImplementedError(f"{type(self).__name__} does not define export_output_names()")
+
+    def export_metadata(self, image_size: int) -> dict[str, Any]:
+        """Hook: what a runtime needs to know, as JSON data; tasks extend it (``super()``).
+
+        Here: the task name (:attr:`export_task`), the class names and the preprocessing of
+        :attr:`data_config` at ``image_size`` (input size, resize mode, interpolation,
+        crop_pct, mean, std).
+        """
+        from autotimm_core.export.metadata import data_config_metadata
+
+        if not self.export_task:
+            raise NotImplementedError(f"{type(self).__name__} does not set export_task")
+        names = getattr(self, "class_names", None)
+        return {
+            "task": self.export_task,
+            "class_names": None if names is None else [str(n) for n in names],
+            **data_config_metadata(self.data_config, image_size),
+        }
+
+    def export_reference(self, images: torch.Tensor) -> dict[str, np.ndarray]:
+        """Hook: this model's own outputs for uint8 ``images``, by output name, that the
+        exported file must reproduce. Default: :meth:`export_module` run eagerly; tasks give
+        their usual inference path instead (``predict``'s computation)."""
+        outputs = self.export_module(int(images.shape[-1])).eval()(images.to(self.device))
+        return {n: o.detach().cpu().numpy() for n, o in zip(self.export_output_names(), outputs)}
+
+    def compare_export_outputs(
+        self,
+        reference: dict[str, np.ndarray],
+        exported: dict[str, np.ndarray],
+        rtol: float = 0.0,
+        atol: float = 1e-4,
+    ) -> None:
+        """Hook: raise :class:`~autotimm_core.export.ExportParityError` when ``exported``
+        differs from ``reference``. Default: every output within ``atol + rtol * |ref|``."""
+        from autotimm_core.export.parity import compare_arrays
+
+        compare_arrays(reference, exported, rtol=rtol, atol=atol)
+
     # ----------------------------------------------------------------- exact resume
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Lightning restores loops and optimizers but not the random generators; storing them
@@ -500,6 +604,7 @@ class BaseTask(pl.LightningModule):
             "numpy": (np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]),
             "python": random.getstate(),
         }
+        checkpoint[TASK_CLASS_KEY] = f"{type(self).__module__}.{type(self).__qualname__}"
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         states = checkpoint.get(_RNG_KEY)

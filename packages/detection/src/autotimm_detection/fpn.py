@@ -1,4 +1,5 @@
-"""Neck: backbone levels C3-C5 to an FPN P3-P7, and the simple pyramid for plain ViTs."""
+"""Neck: backbone levels C3-C5 to an FPN P3-P7 (the simple pyramid for plain ViTs is the core's,
+``autotimm_core.features.SimpleFeaturePyramid``, re-exported here)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,10 @@ import torch.nn as nn
 from torch import Tensor
 from torchvision.ops import FeaturePyramidNetwork
 from torchvision.ops.feature_pyramid_network import LastLevelP6P7
+
+from autotimm_core.features import SimpleFeaturePyramid
+
+__all__ = ["FPN", "FPN_STRIDES", "SimpleFeaturePyramid"]
 
 #: Strides of the FPN outputs P3-P7.
 FPN_STRIDES: tuple[int, ...] = (8, 16, 32, 64, 128)
@@ -34,19 +39,3 @@ class FPN(nn.Module):
         """P3-P7 (strides 8 to 128) from C3-C5 (strides 8, 16, 32)."""
         out = self.fpn(OrderedDict((str(i), f) for i, f in enumerate(features)))
         return list(out.values())
-
-
-class SimpleFeaturePyramid(nn.Module):
-    """Strides 8/16/32 from one stride-16 map (ViTDet-style): upsample, identity, downsample.
-
-    Args:
-        channels: channels of the single backbone map.
-    """
-
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.up = nn.ConvTranspose2d(channels, channels, kernel_size=2, stride=2)
-        self.down = nn.MaxPool2d(kernel_size=2, stride=2)
-
-    def forward(self, x: Tensor) -> list[Tensor]:
-        return [self.up(x), x, self.down(x)]

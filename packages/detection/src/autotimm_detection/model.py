@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torchmetrics.detection import MeanAveragePrecision
 
 from autotimm_core import BaseTask
@@ -14,9 +15,16 @@ from autotimm_core.data import DataConfig, ImageInput, read_image, resolve_data_
 from autotimm_detection.assign import bucket_size, pad_targets
 from autotimm_detection.backbone import PyramidAdapter, accepts_img_size, build_timm_backbone
 from autotimm_detection.data.transforms import (
+    DEFAULT_FILL,
     as_letterbox_config,
     build_detection_transform,
     letterbox_target,
+)
+from autotimm_detection.export import (
+    DETECTION_OUTPUTS,
+    DetectorExport,
+    compare_detections,
+    padded_detections,
 )
 from autotimm_detection.fpn import FPN, FPN_STRIDES
 from autotimm_detection.head import FCOSHead
@@ -28,6 +36,7 @@ from autotimm_detection.metrics import (
 )
 from autotimm_detection.points import level_size_ranges, make_points, scaled_size_ranges
 from autotimm_detection.postprocess import postprocess_detections, rescale_detections
+from autotimm_detection.visualize import render_detections
 
 #: Input side of a detector whose ``image_size`` and ``data_config`` leave it open.
 DETECTION_IMAGE_SIZE = 640
@@ -89,6 +98,7 @@ class ObjectDetector(BaseTask):
 
     default_metrics = (default_map_config(),)
     default_lr = 1e-4
+    export_task = "detection"
 
     def __init__(
         self,
@@ -401,6 +411,49 @@ class ObjectDetector(BaseTask):
             "labels": torch.tensor([self.category_ids[i] for i in labels], dtype=torch.long),
             "label_names": [self.class_names[i] for i in labels],
         }
+
+    # ----------------------------------------------------------------- export
+    def export_module(self, image_size: int) -> nn.Module:
+        """uint8 ``(B, 3, S, S)`` to final detections ``boxes (B, K, 4)`` xyxy in input pixels,
+        ``scores (B, K)``, ``labels (B, K)`` (contiguous, -1 where padded) and
+        ``num_detections (B,)``, K = ``max_detections`` (see :meth:`BaseTask.export`)."""
+        return DetectorExport(self, image_size)
+
+    def export_output_names(self) -> list[str]:
+        return list(DETECTION_OUTPUTS)
+
+    def export_metadata(self, image_size: int) -> dict[str, Any]:
+        """BaseTask's entries plus the category ids, the thresholds and the letterbox fill."""
+        hp = self.hparams
+        return {
+            **super().export_metadata(image_size),
+            "category_ids": [int(c) for c in self.category_ids],
+            "score_threshold": float(hp.score_thresh),
+            "nms_threshold": float(hp.nms_thresh),
+            "max_detections": int(hp.max_detections),
+            "fill": DEFAULT_FILL,
+        }
+
+    def export_reference(self, images: Tensor) -> dict[str, np.ndarray]:
+        """``postprocess`` of ``forward`` (what ``predict`` runs), padded as the graph's outputs."""
+        dets = self.postprocess(self(images.to(self.device)))
+        return padded_detections(dets, int(self.hparams.max_detections))
+
+    def compare_export_outputs(
+        self,
+        reference: dict[str, np.ndarray],
+        exported: dict[str, np.ndarray],
+        rtol: float = 0.0,
+        atol: float = 1e-4,
+    ) -> None:
+        """Detections matched one to one: identical labels, scores within ``atol`` (1e-4), boxes
+        within 1e-2 px (``rtol`` is unused)."""
+        compare_detections(reference, exported, box_atol=1e-2, score_atol=atol)
+
+    def draw_prediction(self, image: torch.Tensor, record: dict[str, Any]) -> torch.Tensor:
+        """``image`` (the model's uint8 ``(3, H, W)`` input) with the boxes, names and scores
+        of one ``predict_step`` record drawn on it (what ``autotimm predict --draw`` saves)."""
+        return render_detections(image, record)
 
     # ----------------------------------------------------------------- inference API
     @torch.inference_mode()

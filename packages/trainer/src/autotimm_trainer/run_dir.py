@@ -1,7 +1,7 @@
 """Run folders and checkpoint paths: where a ``fit`` writes, and what ``ckpt_path`` may name.
 
-Each ``fit`` writes into a folder of its own (``runs/version_N`` or the first logger's folder)
-and its checkpoints into a fresh ``checkpoints`` folder there, so an earlier run's files are
+Each ``fit`` writes into a folder of its own (``version_N``, a given ``name``, or the first
+logger's folder) and its checkpoints into a fresh ``checkpoints`` folder there, so an earlier run's files are
 never overwritten; ``ckpt_path="last"`` therefore has to be resolved across those folders.
 """
 
@@ -18,18 +18,29 @@ from pytorch_lightning.loggers import Logger
 CKPT_KEYWORDS = ("last", "best", "hpc", "registry")
 
 
-def new_run_dir(default_root_dir: str | Path, loggers: Sequence[Logger] = ()) -> Path:
-    """The folder of a new run: the first logger's ``log_dir`` if it has one, else the next
-    free ``default_root_dir/runs/version_N`` (not created here)."""
-    if loggers and getattr(loggers[0], "log_dir", None):
-        return Path(loggers[0].log_dir)
-    root = Path(default_root_dir) / "runs"
+def next_version_dir(default_root_dir: str | Path, name: str | None = None) -> Path:
+    """The folder of a new run (not created here): ``default_root_dir/<name>`` when ``name`` is
+    given (``<name>_1``, ``<name>_2``... once it holds files), else the next free
+    ``default_root_dir/version_N``."""
+    root = Path(default_root_dir)
+    if name:
+        return fresh_dir(root / name)
     taken = [
         int(m.group(1))
         for p in (root.iterdir() if root.is_dir() else [])
         if (m := re.fullmatch(r"version_(\d+)", p.name))
     ]
     return root / f"version_{max(taken, default=-1) + 1}"
+
+
+def new_run_dir(
+    default_root_dir: str | Path, loggers: Sequence[Logger] = (), name: str | None = None
+) -> Path:
+    """The folder of a new run: the first logger's ``log_dir`` if it has one, else
+    :func:`next_version_dir` (not created here)."""
+    if loggers and getattr(loggers[0], "log_dir", None):
+        return Path(loggers[0].log_dir)
+    return next_version_dir(default_root_dir, name)
 
 
 def fresh_dir(path: Path) -> Path:

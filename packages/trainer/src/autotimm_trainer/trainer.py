@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import os
+import importlib.util
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import (
@@ -13,15 +13,28 @@ from pytorch_lightning.callbacks import (
     DeviceStatsMonitor,
     LearningRateMonitor,
     ModelCheckpoint,
+    ProgressBar,
+    RichProgressBar,
 )
-from pytorch_lightning.loggers import CSVLogger, Logger
+from pytorch_lightning.loggers import Logger
+
+# Lightning's own list of precision values, so that the command line lists and checks them.
+from pytorch_lightning.trainer.connectors.accelerator_connector import _PRECISION_INPUT
 
 from autotimm_core import LoggerConfig, LoggerManager
 from autotimm_core.monitor import monitor_mode
 from autotimm_trainer import _log, ddp
 from autotimm_trainer.callbacks import FiniteCheck, InterruptCheckpoint, MonitorCheck, RunStats
 from autotimm_trainer.memory import HostMemoryGuard
-from autotimm_trainer.run_dir import check_ckpt_path, find_last_checkpoint, fresh_dir, new_run_dir
+from autotimm_trainer.predictions import PredictionWriter
+from autotimm_trainer.results import RunResults, print_results_table
+from autotimm_trainer.run_dir import (
+    check_ckpt_path,
+    find_last_checkpoint,
+    fresh_dir,
+    new_run_dir,
+    next_version_dir,
+)
 from autotimm_trainer.tuning import (
     TunerConfig,
     apply_tuning_results,
@@ -49,9 +62,12 @@ class AutoTrainer(pl.Trainer):
         devices: number of devices, a list of indices, or ``"auto"``. Default ``"auto"``.
         precision: ``32``, ``16``, ``64``, ``"bf16-mixed"``, ``"16-mixed"``, ``"bf16-true"``...
             Default 32.
-        logger: ``False`` (none), ``True`` (Lightning's default), a ``LoggerManager``, a list of
+        logger: ``True`` (CSV, and TensorBoard too when it is installed), ``False`` (no logs:
+            no metrics files, no ``results.csv``), a ``LoggerManager``, a list of
             ``LoggerConfig`` (or their dicts) and/or Lightning ``Logger`` objects, or one of them.
-            File loggers from ``LoggerConfig`` write under ``default_root_dir/logs``. Default False.
+            CSV and TensorBoard loggers from ``LoggerConfig`` whose ``params`` name no
+            ``save_dir``, ``name`` or ``version`` write into the run folder itself (a new one for
+            each ``fit``); with any of those given they write where they say. Default True.
         tuner_config: a ``TunerConfig`` (or its dict): what ``fit`` tunes first. Default None.
         checkpoint_monitor: metric for the best checkpoint (``"val/accuracy"``). With it, the
             best checkpoint and ``last.ckpt`` are kept; without it, the last epoch. Default None.
@@ -60,7 +76,9 @@ class AutoTrainer(pl.Trainer):
             ``"min"`` for a loss- or error-like name such as ``"val/loss"``, else ``"max"``), as
             the schedulers do; the run summary says which. An explicit value always wins.
         callbacks: Lightning callbacks, added to AutoTrainer's own. Default None.
-        default_root_dir: where runs, checkpoints and logs go. Default ``"."``.
+        default_root_dir: where run folders go. Default ``"."``.
+        name: the run folder's name under ``default_root_dir`` (``name_1``, ``name_2``... when
+            it already holds files). Default None: ``version_N``, a new N for each ``fit``.
         gradient_clip_val: clip gradients to this norm (``gradient_clip_algorithm`` passes
             through). Default None.
         accumulate_grad_batches: batches per optimizer step. Default 1.
@@ -78,9 +96,14 @@ class AutoTrainer(pl.Trainer):
         **kwargs: any other ``pl.Trainer`` argument (``strategy``, ``num_nodes``,
             ``limit_train_batches``, ``deterministic``...).
 
-    Checkpoints go to ``<run folder>/checkpoints``. The run folder is the first logger's
-    ``log_dir`` when there is one, else ``default_root_dir/runs/version_N`` with a new N for each
-    ``fit``, so an earlier run's files are never overwritten.
+    Each ``fit`` gets one flat run folder, ``default_root_dir/version_N`` (a new N each time, or
+    ``name``), so an earlier run's files are never overwritten. It holds ``checkpoints/``, the
+    CSV logger's ``metrics.csv``, TensorBoard's event file, ``hparams.yaml``, the command line's
+    ``config.yaml``, and, written at the end of ``fit``, ``results.csv`` (one row per epoch:
+    losses, metrics, learning rate, time) and ``results.png`` (their curves; needs matplotlib),
+    next to what the model writes there (``confusion_matrix_val.png``...) and the tuner's
+    ``lr_find.png``. A Lightning ``Logger`` object passed in keeps its own folder, and the run
+    folder is then the first logger's ``log_dir``.
 
     Reliability (see ``autotimm_trainer.callbacks``): on SIGTERM the run saves
     ``interrupted.ckpt`` next to its checkpoints, logs the path to resume from and exits;
@@ -93,13 +116,14 @@ class AutoTrainer(pl.Trainer):
         max_epochs: int | None = 10,
         accelerator: str = "auto",
         devices: list[int] | str | int = "auto",
-        precision: int | str | None = 32,
-        logger: bool | Logger | LoggerManager | Sequence[Logger | LoggerConfig] | None = False,
+        precision: _PRECISION_INPUT | None = 32,
+        logger: bool | Logger | LoggerManager | Sequence[Logger | LoggerConfig] | None = True,
         tuner_config: TunerConfig | None = None,
         checkpoint_monitor: str | None = None,
-        checkpoint_mode: str | None = None,
+        checkpoint_mode: Literal["max", "min"] | None = None,
         callbacks: list[Callback] | Callback | None = None,
         default_root_dir: str | Path = ".",
+        name: str | None = None,
         gradient_clip_val: int | float | None = None,
         accumulate_grad_batches: int = 1,
         val_check_interval: int | float | None = 1.0,
@@ -146,18 +170,35 @@ class AutoTrainer(pl.Trainer):
             callbacks.append(MonitorCheck(checkpoint_monitor))
         self._run_stats = RunStats()
         callbacks.append(self._run_stats)
+        self._run_results = RunResults()
+        callbacks.append(self._run_results)
         callbacks.append(FiniteCheck(check_loss=check_finite_loss))
         if enable_checkpointing:
             callbacks.append(InterruptCheckpoint())
 
-        loggers = _build_loggers(logger, root)
+        if name is not None and (not isinstance(name, str) or not name or "/" in name):
+            raise ValueError(f"name must be a folder name (no '/'), got {name!r}")
+        self.run_name = name
+        # Lightning's bar stays the default; with Rich installed, Rich's bar (and a Rich table
+        # at the end of fit) unless a progress bar is given or turned off.
+        self._rich = (
+            kwargs.get("enable_progress_bar", True) is not False
+            and importlib.util.find_spec("rich") is not None
+            and not any(isinstance(cb, ProgressBar) for cb in callbacks)
+        )
+        if self._rich:
+            callbacks.append(RichProgressBar())
+        loggers, self._placed = _build_loggers(logger, root)
         needy = [type(cb).__name__ for cb in callbacks if isinstance(cb, _NEEDS_LOGGER)]
         if needy and loggers is False:
-            loggers = [CSVLogger(save_dir=os.path.join(root, "logs"))]
+            loggers, self._placed = _build_loggers([LoggerConfig(backend="csv")], root)
             _log.info(
-                f"{', '.join(needy)} needs a logger and logger=False: logging to CSV under "
-                f"{os.path.join(root, 'logs')} (pass logger=... to choose another)."
+                f"{', '.join(needy)} needs a logger and logger=False: logging to CSV in the run "
+                "folder (pass logger=... to choose another)."
             )
+        if self._placed and loggers is not False:
+            # Placeholders until fit picks the run folder (nothing is written before).
+            loggers = _place(loggers, self._placed, next_version_dir(root, name))
 
         self.checkpoint_monitor = checkpoint_monitor
         #: ``"max"`` or ``"min"``: the given ``checkpoint_mode``, or the one the name implies.
@@ -237,7 +278,11 @@ class AutoTrainer(pl.Trainer):
             # nothing: resolve it to the newest checkpoint of the earlier runs here.
             previous_dir = self._auto_checkpoint.dirpath if self._auto_checkpoint else None
             ckpt_path = find_last_checkpoint(self.default_root_dir, [previous_dir]) or "last"
-        self._run_dir = Path(inherited.run_dir) if inherited else self._new_run_dir()
+        if inherited:
+            self._run_dir = Path(inherited.run_dir)
+            self._bind_loggers(self._run_dir)
+        else:
+            self._run_dir = self._new_run_dir()
         if self._auto_checkpoint is not None:
             self._auto_checkpoint.dirpath = str(fresh_dir(self._run_dir / "checkpoints"))
 
@@ -267,6 +312,8 @@ class AutoTrainer(pl.Trainer):
             )
         if self.state.status == "finished" and self._run_stats.started:
             _log.info(self.summary())
+            if self._rich and self.is_global_zero and self._run_results.rows:
+                print_results_table(self._run_results.rows[-1], self.best_model_path)
 
     def validate(self, model: pl.LightningModule | None = None, dataloaders: Any = None, ckpt_path: str | Path | None = None, verbose: bool = True, datamodule: pl.LightningDataModule | None = None, weights_only: bool | None = None) -> Any:  # fmt: skip
         """``pl.Trainer.validate``, with ``ckpt_path`` checked first."""
@@ -280,13 +327,26 @@ class AutoTrainer(pl.Trainer):
         self._ensure_run_dir()
         return super().test(model, dataloaders, ckpt_path, verbose, datamodule, weights_only)
 
-    def predict(self, model: pl.LightningModule | None = None, dataloaders: Any = None, datamodule: pl.LightningDataModule | None = None, return_predictions: bool | None = None, ckpt_path: str | Path | None = None, weights_only: bool | None = None) -> Any:  # fmt: skip
-        """``pl.Trainer.predict``, with ``ckpt_path`` checked first."""
+    def predict(self, model: pl.LightningModule | None = None, dataloaders: Any = None, datamodule: pl.LightningDataModule | None = None, return_predictions: bool | None = None, ckpt_path: str | Path | None = None, weights_only: bool | None = None, output_dir: str | Path | None = None, draw: bool = False) -> Any:  # fmt: skip
+        """``pl.Trainer.predict``, with ``ckpt_path`` checked first; with ``output_dir``, the
+        predictions are also written there as ``predictions.jsonl`` (one line per input; with
+        ``draw``, one PNG per input too), see ``autotimm_trainer.predictions``."""
         check_ckpt_path(ckpt_path)
+        if draw and output_dir is None:
+            raise ValueError("draw=True needs output_dir (the folder for the drawn images)")
         self._ensure_run_dir()
-        return super().predict(
-            model, dataloaders, datamodule, return_predictions, ckpt_path, weights_only
-        )
+        writer = PredictionWriter(output_dir, draw=draw) if output_dir is not None else None
+        if writer is not None:
+            self.callbacks.append(writer)
+        try:
+            return super().predict(
+                model, dataloaders, datamodule, return_predictions, ckpt_path, weights_only
+            )
+        finally:
+            if writer is not None:
+                self.callbacks.remove(writer)
+                if writer.path is not None:
+                    _log.info(f"Predictions written to {writer.path}")
 
     def tune(
         self,
@@ -342,6 +402,8 @@ class AutoTrainer(pl.Trainer):
                     f"mode={self.checkpoint_mode}{how})"
                 )
             parts.append(best)
+        if self._run_dir is not None and self.loggers:
+            parts.append(f"results in {self._run_dir}")
         line = ", ".join(parts)
         # The last validation's worst and best classes, from models that keep per-class values.
         per_class = getattr(self.lightning_module, "per_class_summary", None)
@@ -356,7 +418,19 @@ class AutoTrainer(pl.Trainer):
             self._run_dir = self._new_run_dir()
 
     def _new_run_dir(self) -> Path:
-        return new_run_dir(self.default_root_dir, self.loggers)
+        # fast_dev_run: Lightning has swapped the loggers for a dummy that writes nothing.
+        if self._placed and not self.fast_dev_run:
+            folder = next_version_dir(self.default_root_dir, self.run_name)
+            self._bind_loggers(folder)
+            if 0 in self._placed:
+                return folder
+        return new_run_dir(self.default_root_dir, self.loggers, self.run_name)
+
+    def _bind_loggers(self, folder: Path) -> None:
+        # The loggers the trainer places write into this run's folder: rebuilt for each run,
+        # since a Lightning logger's folder is fixed once it has one.
+        if self._placed and not self.fast_dev_run:
+            self.loggers = _place(list(self.loggers), self._placed, folder)
 
     def _check_can_tune_here(self) -> None:
         env = getattr(self.strategy, "cluster_environment", None)
@@ -447,13 +521,50 @@ def _make_checkpoint(monitor: str | None, mode: str) -> ModelCheckpoint:
     )
 
 
-def _build_loggers(logger: Any, root: str) -> bool | list[Logger]:
+def _tensorboard_installed() -> bool:
+    return any(importlib.util.find_spec(m) is not None for m in ("tensorboard", "tensorboardX"))
+
+
+def default_logger_configs() -> list[LoggerConfig]:
+    """What ``logger=True`` builds: CSV, and TensorBoard too when it is installed."""
+    configs = [LoggerConfig(backend="csv")]
+    if _tensorboard_installed():
+        configs.append(LoggerConfig(backend="tensorboard"))
+    return configs
+
+
+#: ``LoggerConfig.params`` that say where a logger writes; with none of them the run folder.
+_PLACEMENT_PARAMS = ("save_dir", "name", "version")
+
+
+def _placeable(config: LoggerConfig) -> bool:
+    return config.backend in ("csv", "tensorboard") and not any(
+        k in config.params for k in _PLACEMENT_PARAMS
+    )
+
+
+def _place(loggers: list[Logger], placed: dict[int, LoggerConfig], folder: Path) -> list[Logger]:
+    out = list(loggers)
+    for index, config in placed.items():
+        params = {
+            **config.params,
+            "save_dir": str(folder.parent),
+            "name": "",
+            "version": folder.name,
+        }
+        out[index] = LoggerConfig(backend=config.backend, params=params).build()
+    return out
+
+
+def _build_loggers(logger: Any, root: str) -> tuple[bool | list[Logger], dict[int, LoggerConfig]]:
+    """The Lightning loggers (or False), and which of them (by index) the trainer places in
+    the run folder."""
     if logger is None or logger is False:
-        return False
+        return False, {}
     if logger is True:
-        return True
+        logger = default_logger_configs()
     if isinstance(logger, LoggerManager):
-        return logger.build(root)
+        logger = list(logger.configs)
     items = [logger] if isinstance(logger, (Logger, LoggerConfig, dict)) else logger
     if not isinstance(items, Sequence) or isinstance(items, str):
         raise TypeError(
@@ -461,10 +572,13 @@ def _build_loggers(logger: Any, root: str) -> bool | list[Logger]:
             f"or a list of LoggerConfig/Logger; got {type(logger).__name__}"
         )
     built: list[Logger] = []
+    placed: dict[int, LoggerConfig] = {}
     for item in items:
         if isinstance(item, dict):
             item = LoggerConfig(**item)
         if isinstance(item, LoggerConfig):
+            if _placeable(item):
+                placed[len(built)] = item
             built.append(item.build(root))
         elif isinstance(item, Logger):
             built.append(item)
@@ -473,4 +587,4 @@ def _build_loggers(logger: Any, root: str) -> bool | list[Logger]:
                 "logger list entries must be LoggerConfig (or its dict) or Lightning Logger "
                 f"objects; got {type(item).__name__}"
             )
-    return built or False
+    return (built or False), placed

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Literal, get_args
 
 import pytorch_lightning as pl
 import torch
@@ -17,10 +17,13 @@ from autotimm_core.data.normalize import normalize_images
 from autotimm_core.distributed import unpadded_eval_sampler
 from autotimm_core.validation import check_choice
 
-#: Augmentation presets every task offers (what each does is the task's own).
-PRESETS = ("none", "light", "default", "strong")
+#: Augmentation presets every task offers (what each does is the task's own). A ``Literal``, so
+#: that the command line lists the choices in ``--help`` and rejects others before building.
+Preset = Literal["none", "light", "default", "strong"]
+PRESETS: tuple[str, ...] = get_args(Preset)
 #: Transform backends every task offers.
-BACKENDS = ("torchvision", "albumentations")
+Backend = Literal["torchvision", "albumentations"]
+BACKENDS: tuple[str, ...] = get_args(Backend)
 
 
 def available_cpus() -> int:
@@ -92,8 +95,8 @@ class BaseDataModule(pl.LightningDataModule):
         image_size: int | None = None,
         batch_size: int = 32,
         num_workers: int = 4,
-        augmentation_preset: str = "default",
-        transform_backend: str = "torchvision",
+        augmentation_preset: Preset = "default",
+        transform_backend: Backend = "torchvision",
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
         interpolation: str | None = None,
