@@ -79,10 +79,11 @@ class ObjectDetector(BaseTask):
             that only large objects use.
         force_gt_positive: every ground-truth box gets at least one positive point (the point
             nearest its centre on the level whose range fits) when none matched it, so small
-            boxes between grid points are learned. Default True.
+            boxes between grid points are learned. Default False: measured on a small set it
+            did not help yet (``benchmarks/detection_quality.py``).
         centerness_weighted_giou: weight the GIoU loss by the centerness target and normalise
             by its sum (official FCOS, mmdetection) instead of by the number of positives
-            (torchvision). Default True.
+            (torchvision). Default False, for the same reason.
         scale_size_ranges: scale FCOS's 800-px level size ranges to the input size (at 256 px
             P6/P7 then get objects too). Default False: measured on small inputs it moves
             mid-sized objects to levels of 2x2 or 1x1 cells and costs accuracy
@@ -120,8 +121,8 @@ class ObjectDetector(BaseTask):
         focal_gamma: float = 2.0,
         prior_probability: float = 0.01,
         fpn_levels: Sequence[int] = (3, 4, 5, 6, 7),
-        force_gt_positive: bool = True,
-        centerness_weighted_giou: bool = True,
+        force_gt_positive: bool = False,
+        centerness_weighted_giou: bool = False,
         scale_size_ranges: bool = False,
         **kwargs: Any,
     ) -> None:
@@ -272,8 +273,8 @@ class ObjectDetector(BaseTask):
             center_sampling_radius=hp.center_sampling_radius,
             focal_alpha=hp.focal_alpha,
             focal_gamma=hp.focal_gamma,
-            force_gt_positive=hp.get("force_gt_positive", True),
-            centerness_weighted_giou=hp.get("centerness_weighted_giou", True),
+            force_gt_positive=hp.get("force_gt_positive", False),
+            centerness_weighted_giou=hp.get("centerness_weighted_giou", False),
         )
         terms["loss"] = sum(terms.values())
         return terms
