@@ -52,6 +52,7 @@ def fcos_loss(
     focal_alpha: float = 0.25,
     focal_gamma: float = 2.0,
     centerness_weighted_giou: bool = True,
+    reduce_over_ranks: bool = True,
 ) -> dict[str, Tensor]:
     """The three FCOS loss terms for assigned points.
 
@@ -73,13 +74,17 @@ def fcos_loss(
         focal_alpha: focal loss alpha. Default 0.25.
         focal_gamma: focal loss gamma. Default 2.0.
         centerness_weighted_giou: weight GIoU by the centerness target. Default True.
+        reduce_over_ranks: average the normalisers over DDP ranks (a collective call: only
+            where every rank computes the loss equally often, i.e. in training; evaluation
+            ranks may run different numbers of batches). Default True.
 
     Returns:
         ``{"classification", "bbox_regression", "bbox_ctrness"}`` scalar tensors.
     """
     pos = matched_idx >= 0
     posf = pos.to(cls_logits.dtype)
-    num_pos = reduce_mean(posf.sum()).clamp(min=1.0)
+    reduce = reduce_mean if reduce_over_ranks else (lambda v: v)
+    num_pos = reduce(posf.sum()).clamp(min=1.0)
     safe_idx = matched_idx.clamp(min=0)
     matched_boxes = torch.gather(gt_boxes, 1, safe_idx[..., None].expand(-1, -1, 4))  # (B, P, 4)
     matched_labels = torch.gather(gt_labels, 1, safe_idx).clamp(min=0)
@@ -105,7 +110,7 @@ def fcos_loss(
     ctr_target = centerness_targets(encode_ltrb(pts, target_boxes, strides)) * posf
     if centerness_weighted_giou:
         weight = ctr_target
-        norm = reduce_mean(weight.sum()).clamp(min=1e-6)
+        norm = reduce(weight.sum()).clamp(min=1e-6)
     else:
         weight, norm = posf, num_pos
     loss_box = (giou * weight).sum() / norm
@@ -129,6 +134,7 @@ def detection_loss(
     focal_gamma: float = 2.0,
     force_gt_positive: bool = True,
     centerness_weighted_giou: bool = True,
+    reduce_over_ranks: bool = True,
 ) -> dict[str, Tensor]:
     """Assignment and the FCOS loss terms of a batch of padded targets, in one pure function.
 
@@ -146,6 +152,7 @@ def detection_loss(
         force_gt_positive: every box gets at least one positive point (see
             :func:`~autotimm_detection.assign.assign_targets`). Default True.
         centerness_weighted_giou: see :func:`fcos_loss`. Default True.
+        reduce_over_ranks: see :func:`fcos_loss`. Default True.
 
     Returns:
         The terms of :func:`fcos_loss`.
@@ -175,4 +182,5 @@ def detection_loss(
         focal_alpha=focal_alpha,
         focal_gamma=focal_gamma,
         centerness_weighted_giou=centerness_weighted_giou,
+        reduce_over_ranks=reduce_over_ranks,
     )

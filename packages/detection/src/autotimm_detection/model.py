@@ -275,6 +275,9 @@ class ObjectDetector(BaseTask):
             focal_gamma=hp.focal_gamma,
             force_gt_positive=hp.get("force_gt_positive", False),
             centerness_weighted_giou=hp.get("centerness_weighted_giou", False),
+            # Training ranks step together; evaluation ranks may run different numbers of
+            # batches (each image on one rank), where a collective call would hang.
+            reduce_over_ranks=self.training,
         )
         terms["loss"] = sum(terms.values())
         return terms
