@@ -176,6 +176,16 @@ def substitute(code: str) -> tuple[str, list[Substitution]]:
 #: Names a block can use, and the module that must provide them for the block to run. A block (or
 #: one before it on its page) that uses a name whose module is not installed is skipped, saying
 #: which package is missing (the combination sessions install only some task packages).
+#: Optional extras a block needs, by a pattern of its code: ``{regex: (module, extra)}``. A
+#: block whose page needs one that is not installed is skipped (failed with
+#: AUTOTIMM_REQUIRE_ALL), as for a missing package.
+EXTRA_MODULES: dict[str, tuple[str, str]] = {
+    r"\.export\(|\bexport_to_onnx\b|\bvalidate_onnx_export\b|\bload_onnx\b": (
+        "onnx",
+        "autotimm-core[export]",
+    ),
+}
+
 API_MODULES: dict[str, str] = {
     "ImageClassifier": "autotimm_classification",
     "ImageDataModule": "autotimm_classification",

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import importlib.util
 import inspect
 import os
 import re
@@ -280,8 +281,12 @@ def _page_state(page: str, fixture_files: Path, tmp_path_factory) -> PageState:
 
 
 def _missing_module(blocks: list[Block]) -> str | None:
-    """The first AutoTimm module these blocks need that cannot be imported, else None."""
+    """The first AutoTimm module (or optional extra) these blocks need that cannot be
+    imported, else None."""
     text = "\n".join(b.code + "".join(subs.SETUPS[s] for s in b.setups) for b in blocks)
+    for pattern, (module, extra) in subs.EXTRA_MODULES.items():
+        if re.search(pattern, text) and importlib.util.find_spec(module) is None:
+            return f"{module} (the {extra} extra) is not installed"
     for name, module in subs.API_MODULES.items():
         if not re.search(rf"\b{name}\b", text):
             continue

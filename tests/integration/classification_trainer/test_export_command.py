@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import onnx
 import pytest
 import torch
 import yaml
@@ -13,6 +12,8 @@ from reliability_helpers import classifier_and_data, colour_folder, trainer
 
 from autotimm_core.export import load_onnx, run_onnx, sample_images
 from autotimm_trainer import cli
+
+onnx = pytest.importorskip("onnx", reason="needs the autotimm-core[export] extra")
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")
 
