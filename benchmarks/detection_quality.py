@@ -7,11 +7,14 @@ the same batches in the same order (the same flips), with the same optimizer and
 is scored with pycocotools on the original validation images and the written JSON.
 
 Rows: torchvision's FCOS (``torchvision_fcos`` in detection_speed.py: the same ResNet, FPN
-P3-P7 and head), ObjectDetector with its defaults, and ObjectDetector with each of its
-accuracy options switched off (``--variants``), so that each option's effect is measured.
+P3-P7 and head, by default starting from exactly AutoTimm's initial weights: ``--init``),
+ObjectDetector with its defaults, and ObjectDetector with each of its accuracy options
+switched on (``--variants``), so that each option's effect is measured; ``--seeds N`` repeats
+everything with N seeds and reports means. (``frozen_bn`` and ``trainable_layers`` are for
+pretrained backbones, which this offline benchmark cannot download: not measured here.)
 
     pip install scikit-image   # the photos; not a dependency of AutoTimm
-    OMP_NUM_THREADS=1 python benchmarks/detection_quality.py
+    OMP_NUM_THREADS=1 python benchmarks/detection_quality.py --variants ours,qfl --seeds 3
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from detection_speed import torchvision_fcos  # benchmarks/, beside this script
+from detection_speed import copy_initial_weights, torchvision_fcos  # benchmarks/, beside this
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
@@ -37,15 +40,14 @@ from autotimm_detection import ObjectDetector
 
 #: ObjectDetector variants: name -> options (each switches one of the accuracy tricks off).
 VARIANTS: dict[str, dict] = {
-    "ours": {},
-    "no-ctr-weight": {"centerness_weighted_giou": False},  # GIoU over the positives
-    "no-force": {"force_gt_positive": False},  # boxes without a point stay unlearned
+    "ours": {},  # ObjectDetector's defaults: torchvision's recipe, with cell-centre points
+    "ctr-giou": {"centerness_weighted_giou": True},  # official FCOS / mmdetection GIoU weights
+    "force": {"force_gt_positive": True},  # every box gets a positive point
     "p3-p5": {"fpn_levels": (3, 4, 5)},
     "scaled-ranges": {"scale_size_ranges": True},  # FCOS's 800-px ranges scaled to the input
-    "tricks-off": {  # torchvision's FCOS losses and assignment
-        "centerness_weighted_giou": False,
-        "force_gt_positive": False,
-    },
+    "qfl": {"cls_loss": "quality_focal"},  # IoU-aware classification targets (GFL)
+    "vfl": {"cls_loss": "varifocal"},  # IoU-aware classification targets (VarifocalNet)
+    "light-head": {"head_channels": 32},  # towers at half the FPN width
 }
 
 
@@ -164,10 +166,10 @@ def _flip(images: torch.Tensor, targets: list[dict], flags: torch.Tensor, size: 
     return images, out
 
 
-def train_and_score(name, model, kind, data, args, ann_file) -> dict:
+def train_and_score(name, model, kind, data, args, ann_file, seed: int = 0) -> dict:
     train_x, train_t, val_x = data
-    torch.manual_seed(0)
-    steps = _batches(len(train_x), args.batch_size, args.epochs, seed=1)
+    torch.manual_seed(seed)
+    steps = _batches(len(train_x), args.batch_size, args.epochs, seed=1 + seed)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, args.lr, total_steps=len(steps), pct_start=0.1)
     model.train()
@@ -214,6 +216,7 @@ def train_and_score(name, model, kind, data, args, ann_file) -> dict:
     m, m50 = pycocotools_map(ann_file, dets)
     row = {
         "name": name,
+        "seed": seed,
         "map": m,
         "map_50": m50,
         "train_step_s": statistics.median(times),
@@ -236,7 +239,21 @@ def main() -> None:
     ap.add_argument("--head-num-convs", type=int, default=2)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument(
+        "--init",
+        default="same",
+        choices=["same", "own"],
+        help="same: torchvision's FCOS starts from AutoTimm's initial weights (default); own: "
+        "each library initialises its own (timm's ResNet zero-initialises each block's last BN)",
+    )
+    ap.add_argument(
         "--variants", default="ours", help="comma-separated names of VARIANTS, or 'all'"
+    )
+    ap.add_argument(
+        "--seeds",
+        type=int,
+        default=1,
+        help="repeat every model with this many seeds (initial weights and batch order) and "
+        "report the mean: a small set's mAP varies a lot from one seed to the next",
     )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -254,34 +271,51 @@ def main() -> None:
             f"backbone={args.backbone} image_size={args.image_size} train={args.train_images} "
             f"val={args.val_images} epochs={args.epochs} batch={args.batch_size} lr={args.lr} "
             f"fpn_channels={args.fpn_channels} head_num_convs={args.head_num_convs} "
-            f"threads={args.threads} ({sum(len(t['boxes']) for t in val_t)} val boxes)"
+            f"threads={args.threads} init={args.init} seeds={args.seeds} ({sum(len(t['boxes']) for t in val_t)} val boxes)"
         )
         data = (train_x, train_t, val_x)
-        torch.manual_seed(0)
-        tv = torchvision_fcos(
-            args.backbone, num_classes, args.image_size, args.fpn_channels, args.head_num_convs
-        )
-        tv.score_thresh, tv.nms_thresh = 0.05, 0.6
-        rows = [train_and_score("torchvision FCOS", tv, "tv", data, args, ann_file)]
-        for n in names:
-            torch.manual_seed(0)
-            model = ObjectDetector(
+
+        def ours(seed: int, **options) -> ObjectDetector:
+            torch.manual_seed(seed)  # every variant of a seed starts from the same weights
+            return ObjectDetector(
                 args.backbone,
                 num_classes=num_classes,
                 pretrained=False,
                 image_size=args.image_size,
                 fpn_channels=args.fpn_channels,
                 head_num_convs=args.head_num_convs,
-                **VARIANTS[n],
+                **options,
             )
-            rows.append(train_and_score(n, model, "ours", data, args, ann_file))
-    base = rows[0]
-    print("\n| model | mAP | mAP50 | mAP vs torchvision | train step s | infer images/s |")
-    print("|---|---|---|---|---|---|")
+
+        rows = []
+        for seed in range(args.seeds):
+            torch.manual_seed(seed)
+            tv = torchvision_fcos(
+                args.backbone, num_classes, args.image_size, args.fpn_channels, args.head_num_convs
+            )
+            if args.init == "same":
+                copy_initial_weights(tv, ours(seed))
+            tv.score_thresh, tv.nms_thresh = 0.05, 0.6
+            rows.append(train_and_score("torchvision FCOS", tv, "tv", data, args, ann_file, seed))
+            for n in names:
+                model = ours(seed, **VARIANTS[n])
+                rows.append(train_and_score(n, model, "ours", data, args, ann_file, seed))
+    by_name: dict[str, list[dict]] = {}
     for r in rows:
+        by_name.setdefault(r["name"], []).append(r)
+    base = statistics.mean(r["map"] for r in by_name["torchvision FCOS"])
+    print(f"\nmean over {args.seeds} seed(s); +- is the standard deviation over seeds")
+    print("| model | mAP | mAP50 | mAP vs torchvision | train step s | infer images/s |")
+    print("|---|---|---|---|---|---|")
+    for name, rs in by_name.items():
+        maps = [r["map"] for r in rs]
+        sd = f" +- {statistics.stdev(maps):.3f}" if len(maps) > 1 else ""
         print(
-            f"| {r['name']} | {r['map']:.3f} | {r['map_50']:.3f} | {r['map'] / max(base['map'], 1e-9):.2f}x "
-            f"| {r['train_step_s']:.3f} | {r['infer_images_s']:.1f} |"
+            f"| {name} | {statistics.mean(maps):.3f}{sd} "
+            f"| {statistics.mean(r['map_50'] for r in rs):.3f} "
+            f"| {statistics.mean(maps) / max(base, 1e-9):.2f}x "
+            f"| {statistics.median(r['train_step_s'] for r in rs):.3f} "
+            f"| {statistics.median(r['infer_images_s'] for r in rs):.1f} |"
         )
 
 

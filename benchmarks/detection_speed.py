@@ -76,6 +76,26 @@ def torchvision_fcos(
     )
 
 
+def copy_initial_weights(tv: FCOS, ours: ObjectDetector) -> None:
+    """Give torchvision's FCOS exactly the initial weights of ``ours`` (ResNet, FPN and head), so
+    that a comparison measures the detectors' training and decoding, not two random draws.
+
+    timm's and torchvision's ResNets share their parameter names, and both FPNs are torchvision's
+    ``FeaturePyramidNetwork``. torchvision's classifier has one more row (label 0, reserved and
+    never a positive): it keeps its own initialisation.
+    """
+    tv.backbone.body.load_state_dict(ours.backbone.state_dict(), strict=True)
+    tv.backbone.fpn.load_state_dict(ours.fpn.fpn.state_dict(), strict=True)
+    head = tv.head
+    head.classification_head.conv.load_state_dict(ours.head.cls_tower.state_dict())
+    head.regression_head.conv.load_state_dict(ours.head.reg_tower.state_dict())
+    head.regression_head.bbox_reg.load_state_dict(ours.head.bbox_pred.state_dict())
+    head.regression_head.bbox_ctrness.load_state_dict(ours.head.bbox_ctrness.state_dict())
+    with torch.no_grad():
+        head.classification_head.cls_logits.weight[1:] = ours.head.cls_logits.weight
+        head.classification_head.cls_logits.bias[1:] = ours.head.cls_logits.bias
+
+
 def _time(fn, warmup: int, iters: int) -> float:
     for _ in range(warmup):
         fn()

@@ -240,3 +240,57 @@ def test_training_step_makes_no_host_sync_on_cuda():
         torch.cuda.set_sync_debug_mode(0)
     loss.backward()
     assert torch.isfinite(loss)
+
+
+@pytest.mark.parametrize("cls_loss", ["quality_focal", "varifocal"])
+def test_iou_aware_losses_compile_fullgraph_and_match_eager(cls_loss):
+    head, geo, gt = _batch(seed=2)
+    eager = detection_loss(*head, *geo, *gt, cls_loss=cls_loss)
+    fn = torch.compile(detection_loss, fullgraph=True, backend="aot_eager")
+    compiled = fn(*head, *geo, *gt, cls_loss=cls_loss)
+    for k, v in eager.items():
+        assert torch.isfinite(v) and v > 0, k
+        assert torch.allclose(compiled[k], v, atol=1e-5, rtol=1e-5), k
+    # Only the classification term changes with the classification loss.
+    focal = detection_loss(*head, *geo, *gt)
+    assert not torch.allclose(eager["classification"], focal["classification"])
+    assert torch.allclose(eager["bbox_regression"], focal["bbox_regression"])
+
+
+def test_iou_aware_targets_are_the_predicted_boxes_iou():
+    """A positive's soft target is the IoU of its predicted box with its ground truth: with a
+    perfect box the target is 1, with a box of half the width 0.5 (the loss is then smallest at
+    a probability of 0.5: raising or lowering the logit costs more)."""
+    points, strides, ranges = _grid()
+    boxes = torch.tensor([[[0.0, 0.0, 20.0, 20.0]]])
+    labels = torch.tensor([[1]])
+    matched = assign_targets(points, strides, ranges, boxes, torch.ones(1, 1, dtype=torch.bool))
+    pos = matched[0] >= 0
+    p = points.shape[0]
+    ltrb = encode_ltrb(points, boxes[0, 0].expand(p, 4), strides)[None].clone()
+    half = ltrb.clone()
+    half[..., 2] -= (boxes[0, 0, 2] - boxes[0, 0, 0]) / 2 / strides  # right side moved in: IoU 0.5
+    ctr = torch.zeros(1, p)
+
+    def cls_loss(reg, logit, kind):
+        cls = torch.full((1, p, 2), -20.0)  # background points and the wrong class: ~0 loss
+        cls[0, pos, 1] = logit
+        return fcos_loss(cls, reg, ctr, points, strides, matched, boxes, labels, cls_loss=kind)[
+            "classification"
+        ]
+
+    for kind in ("quality_focal", "varifocal"):
+        # Perfect box: target 1, so a confident logit is (near) free.
+        assert cls_loss(ltrb, 10.0, kind) < 1e-3
+        # Half box: target 0.5; logit 0 (p = 0.5) beats both +2 and -2.
+        at_half = cls_loss(half, 0.0, kind)
+        assert at_half < cls_loss(half, 2.0, kind) and at_half < cls_loss(half, -2.0, kind)
+    # Quality focal loss is exactly 0 at the soft target; varifocal is the BCE weighted by it.
+    assert cls_loss(half, 0.0, "quality_focal") < 1e-6
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(torch.tensor(0.0), torch.tensor(0.5))
+    assert torch.allclose(cls_loss(half, 0.0, "varifocal"), 0.5 * bce, atol=1e-3)
+
+
+def test_an_unknown_classification_loss_names_the_choices():
+    with pytest.raises(ValueError, match=r"cls_loss.*focal.*quality_focal.*varifocal"):
+        ObjectDetector("test_resnet", num_classes=2, image_size=64, cls_loss="qfl", **SMALL)

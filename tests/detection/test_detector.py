@@ -266,3 +266,78 @@ def test_draw_prediction_draws_boxes_on_the_input():
     assert drawn.shape == image.shape and drawn.dtype == torch.uint8
     assert drawn[:, 8, 8:41].any() and not drawn[:, 50:, 50:].any()  # the box edge, not beyond
     assert torch.equal(model.draw_prediction(image, {**record, "scores": [], "boxes": []}), image)
+
+
+def test_predict_prepares_images_exactly_as_validation(shapes_root):
+    """predict's input tensor is, pixel for pixel, the one validation scored (same letterbox,
+    interpolation and padding), so ``predict`` on a file gives what ``val/map`` measured."""
+    dm = DetectionDataModule(shapes_root, image_size=72, batch_size=2, num_workers=0)
+    model = ObjectDetector("test_resnet", num_classes=3, image_size=72, **SMALL)
+    _trainer(fast_dev_run=1).validate(model, datamodule=dm)
+    seen = []
+    model.register_forward_pre_hook(lambda m, args: seen.append(args[0].clone()))
+    files = sorted((shapes_root / "val2017").glob("*.png"))[:2]
+    model.predict([str(f) for f in files])
+    records = dm.datasets["val"].records
+    val = {r.path.name: i for i, r in enumerate(records)}
+    for file, image in zip(files, seen[0]):
+        expected = dm.datasets["val"][val[file.name]][0]
+        assert expected.dtype == torch.uint8
+        torch.testing.assert_close(image, expected, rtol=0, atol=0)
+
+
+def test_a_lighter_head_has_fewer_channels_and_still_predicts():
+    full = ObjectDetector("test_resnet", num_classes=3, image_size=64, **SMALL)
+    light = ObjectDetector("test_resnet", num_classes=3, image_size=64, head_channels=8, **SMALL)
+    assert light.head.cls_logits.in_channels == 8 and full.head.cls_logits.in_channels == 32
+
+    def count(m):
+        return sum(p.numel() for p in m.head.parameters())
+
+    assert count(light) < count(full) / 2
+    out = light(torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8))
+    assert out["cls_logits"].shape == full(torch.zeros(2, 3, 64, 64))["cls_logits"].shape
+    with pytest.raises(ValueError, match="head channels must be a positive int"):
+        ObjectDetector("test_resnet", num_classes=3, image_size=64, head_channels=0, **SMALL)
+
+
+def test_trainable_layers_freezes_the_stem_and_early_stages_like_torchvision():
+    model = ObjectDetector("test_resnet", num_classes=3, image_size=64, trainable_layers=2, **SMALL)
+    trained = {n.split(".")[0] for n, p in model.backbone.named_parameters() if p.requires_grad}
+    assert trained == {"layer3", "layer4"}
+    # The frozen part's BatchNorms are frozen ones: a training step leaves their statistics.
+    stem_bn = model.backbone.bn1
+    assert type(stem_bn).__name__ == "FrozenBatchNorm2d"
+    before = stem_bn.running_mean.clone()
+    model.train()
+    images = torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8)
+    targets = [{"boxes": torch.tensor([[4.0, 4.0, 40.0, 40.0]]), "labels": torch.tensor([1])}] * 2
+    model.loss(model(images), targets)["loss"].backward()
+    assert torch.equal(stem_bn.running_mean, before)
+    assert model.backbone.layer1[0].conv1.weight.grad is None
+    assert model.backbone.layer4[0].conv1.weight.grad is not None
+    none = ObjectDetector("test_resnet", num_classes=3, image_size=64, trainable_layers=0, **SMALL)
+    assert not any(p.requires_grad for p in none.backbone.parameters())
+    with pytest.raises(ValueError, match=r"trainable_layers=6 .* 5 feature stages .* choose 0-5"):
+        ObjectDetector("test_resnet", num_classes=3, image_size=64, trainable_layers=6, **SMALL)
+    with pytest.raises(ValueError, match="trainable_layers must be None"):
+        ObjectDetector("test_resnet", num_classes=3, image_size=64, trainable_layers=-1, **SMALL)
+
+
+def test_frozen_bn_keeps_statistics_and_the_checkpoint_round_trips(tmp_path):
+    model = ObjectDetector("test_resnet", num_classes=3, image_size=64, frozen_bn=True, **SMALL)
+    kinds = {type(m).__name__ for m in model.backbone.modules() if "BatchNorm" in type(m).__name__}
+    assert kinds == {"FrozenBatchNorm2d"}
+    with torch.no_grad():
+        model.backbone.bn1.running_mean.add_(0.5)  # as pretrained statistics would be
+    model.train()
+    model(torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8))
+    assert torch.allclose(
+        model.backbone.bn1.running_mean, torch.full_like(model.backbone.bn1.running_mean, 0.5)
+    )
+    trainer = _trainer(max_steps=0)
+    trainer.strategy.connect(model)
+    ckpt = tmp_path / "frozen.ckpt"
+    trainer.save_checkpoint(ckpt)
+    loaded = ObjectDetector.load_from_checkpoint(ckpt)
+    torch.testing.assert_close(loaded.backbone.bn1.running_mean, model.backbone.bn1.running_mean)

@@ -9,16 +9,16 @@ import torch.nn as nn
 from torch import Tensor
 
 
-def _tower(channels: int, num_convs: int, norm_groups: int) -> nn.Sequential:
+def _tower(in_channels: int, channels: int, num_convs: int, norm_groups: int) -> nn.Sequential:
     groups = math.gcd(norm_groups, channels)
     if groups == channels and channels > 1:
         groups //= (
             2  # one channel per group has nothing to normalise on a 1x1 map (P7 of small inputs)
         )
     layers: list[nn.Module] = []
-    for _ in range(num_convs):
+    for i in range(num_convs):
         layers += [
-            nn.Conv2d(channels, channels, 3, padding=1),
+            nn.Conv2d(in_channels if i == 0 else channels, channels, 3, padding=1),
             nn.GroupNorm(groups, channels),
             nn.ReLU(inplace=True),
         ]
@@ -35,8 +35,10 @@ class FCOSHead(nn.Module):
         num_levels: pyramid levels, each with its own learnable regression scale. Default 5.
         prior_probability: initial foreground probability of the classifier, which keeps the
             focal loss of the many background points small at the start. Default 0.01.
-        norm_groups: GroupNorm groups (reduced to a divisor of ``in_channels`` with at least two
+        norm_groups: GroupNorm groups (reduced to a divisor of the tower width with at least two
             channels per group). Default 32.
+        channels: width of the towers (their first conv maps ``in_channels`` to it): fewer
+            channels than the FPN's make a lighter head. Default None: ``in_channels``.
     """
 
     def __init__(
@@ -47,14 +49,21 @@ class FCOSHead(nn.Module):
         num_levels: int = 5,
         prior_probability: float = 0.01,
         norm_groups: int = 32,
+        channels: int | None = None,
     ) -> None:
         super().__init__()
+        width = in_channels if channels is None else int(channels)
+        if width < 1 or (num_convs == 0 and width != in_channels):
+            raise ValueError(
+                f"head channels must be a positive int (and equal the FPN's {in_channels} when "
+                f"head_num_convs=0), got {channels!r}"
+            )
         self.num_classes = num_classes
-        self.cls_tower = _tower(in_channels, num_convs, norm_groups)
-        self.reg_tower = _tower(in_channels, num_convs, norm_groups)
-        self.cls_logits = nn.Conv2d(in_channels, num_classes, 3, padding=1)
-        self.bbox_pred = nn.Conv2d(in_channels, 4, 3, padding=1)
-        self.bbox_ctrness = nn.Conv2d(in_channels, 1, 3, padding=1)
+        self.cls_tower = _tower(in_channels, width, num_convs, norm_groups)
+        self.reg_tower = _tower(in_channels, width, num_convs, norm_groups)
+        self.cls_logits = nn.Conv2d(width, num_classes, 3, padding=1)
+        self.bbox_pred = nn.Conv2d(width, 4, 3, padding=1)
+        self.bbox_ctrness = nn.Conv2d(width, 1, 3, padding=1)
         self.scales = nn.Parameter(torch.ones(num_levels))
         for m in self.modules():
             if isinstance(m, nn.Conv2d):

@@ -26,6 +26,43 @@ def centerness_targets(ltrb: Tensor) -> Tensor:
     return ratio.clamp(min=0).sqrt()
 
 
+#: Classification losses of :func:`fcos_loss`.
+CLS_LOSSES = ("focal", "quality_focal", "varifocal")
+
+
+def paired_box_iou(a: Tensor, b: Tensor) -> Tensor:
+    """IoU of each box in ``a`` (..., 4) with the box at the same place in ``b`` (xyxy).
+
+    Hand-written: ``torchvision.ops.box_iou`` is pairwise (N x M), and the diagonal of that
+    matrix over all points would cost P^2 memory."""
+    lt = torch.maximum(a[..., :2], b[..., :2])
+    rb = torch.minimum(a[..., 2:], b[..., 2:])
+    inter = (rb - lt).clamp(min=0).prod(-1)
+    area_a = (a[..., 2:] - a[..., :2]).clamp(min=0).prod(-1)
+    area_b = (b[..., 2:] - b[..., :2]).clamp(min=0).prod(-1)
+    return inter / (area_a + area_b - inter).clamp(min=1e-6)
+
+
+def iou_aware_cls_loss(
+    logits: Tensor, quality: Tensor, kind: str, alpha: float = 0.75, gamma: float = 2.0
+) -> Tensor:
+    """Per-element classification loss with soft IoU targets (``quality`` (B, P, C): the IoU of
+    the predicted box with its ground truth at the true class, 0 elsewhere).
+
+    ``"quality_focal"``: GFL's quality focal loss, BCE to the soft target scaled by
+    ``|sigmoid - target|^gamma``. ``"varifocal"``: VarifocalNet's, BCE weighted by the target on
+    positives and by ``alpha * sigmoid^gamma`` on negatives. Hand-written: torchvision.ops has
+    only the binary focal loss, and mmdetection's versions come with its whole framework.
+    """
+    bce = F.binary_cross_entropy_with_logits(logits, quality, reduction="none")
+    prob = logits.sigmoid()
+    if kind == "quality_focal":
+        return bce * (prob - quality).abs().pow(gamma)
+    positive = (quality > 0).to(logits.dtype)
+    weight = quality * positive + alpha * prob.detach().pow(gamma) * (1 - positive)
+    return bce * weight
+
+
 def reduce_mean(value: Tensor) -> Tensor:
     """``value`` averaged over the DDP ranks when a process group is running, else itself.
 
@@ -53,6 +90,7 @@ def fcos_loss(
     focal_gamma: float = 2.0,
     centerness_weighted_giou: bool = True,
     reduce_over_ranks: bool = True,
+    cls_loss: str = "focal",
 ) -> dict[str, Tensor]:
     """The three FCOS loss terms for assigned points.
 
@@ -77,6 +115,10 @@ def fcos_loss(
         reduce_over_ranks: average the normalisers over DDP ranks (a collective call: only
             where every rank computes the loss equally often, i.e. in training; evaluation
             ranks may run different numbers of batches). Default True.
+        cls_loss: ``"focal"`` (binary targets, FCOS), or IoU-aware soft targets (the IoU of
+            each positive's predicted box with its ground truth, detached):
+            ``"quality_focal"`` (GFL) or ``"varifocal"`` (VarifocalNet), see
+            :func:`iou_aware_cls_loss`. Default ``"focal"``.
 
     Returns:
         ``{"classification", "bbox_regression", "bbox_ctrness"}`` scalar tensors.
@@ -91,13 +133,6 @@ def fcos_loss(
 
     num_classes = cls_logits.shape[-1]
     cls_target = F.one_hot(matched_labels, num_classes).to(cls_logits.dtype) * posf[..., None]
-    focal = sigmoid_focal_loss(
-        cls_logits, cls_target, alpha=focal_alpha, gamma=focal_gamma, reduction="none"
-    )
-    if ignore is not None:
-        focal = focal * (~(ignore & ~pos))[..., None]
-    loss_cls = focal.sum() / num_pos
-
     # Background points get a dummy target (the stride-sized box around the point) so that
     # every entry is finite before masking: 0 * NaN would poison the gradients.
     strides = point_strides[None, :].expand_as(matched_idx)
@@ -106,6 +141,20 @@ def fcos_loss(
     dummy = torch.cat([pts - half, pts + half], dim=-1)
     target_boxes = torch.where(pos[..., None], matched_boxes, dummy)
     pred_boxes = decode_ltrb(pts, bbox_regression, strides)
+
+    if cls_loss == "focal":
+        per_elem = sigmoid_focal_loss(
+            cls_logits, cls_target, alpha=focal_alpha, gamma=focal_gamma, reduction="none"
+        )
+    elif cls_loss in CLS_LOSSES:
+        iou = paired_box_iou(pred_boxes.detach(), target_boxes) * posf
+        per_elem = iou_aware_cls_loss(cls_logits, cls_target * iou[..., None], cls_loss)
+    else:
+        raise ValueError(f"cls_loss must be one of {', '.join(CLS_LOSSES)}, got {cls_loss!r}")
+    if ignore is not None:
+        per_elem = per_elem * (~(ignore & ~pos))[..., None]
+    loss_cls = per_elem.sum() / num_pos
+
     giou = generalized_box_iou_loss(pred_boxes, target_boxes, reduction="none")  # (B, P)
     ctr_target = centerness_targets(encode_ltrb(pts, target_boxes, strides)) * posf
     if centerness_weighted_giou:
@@ -135,6 +184,7 @@ def detection_loss(
     force_gt_positive: bool = True,
     centerness_weighted_giou: bool = True,
     reduce_over_ranks: bool = True,
+    cls_loss: str = "focal",
 ) -> dict[str, Tensor]:
     """Assignment and the FCOS loss terms of a batch of padded targets, in one pure function.
 
@@ -153,6 +203,7 @@ def detection_loss(
             :func:`~autotimm_detection.assign.assign_targets`). Default True.
         centerness_weighted_giou: see :func:`fcos_loss`. Default True.
         reduce_over_ranks: see :func:`fcos_loss`. Default True.
+        cls_loss: see :func:`fcos_loss`. Default ``"focal"``.
 
     Returns:
         The terms of :func:`fcos_loss`.
@@ -183,4 +234,5 @@ def detection_loss(
         focal_gamma=focal_gamma,
         centerness_weighted_giou=centerness_weighted_giou,
         reduce_over_ranks=reduce_over_ranks,
+        cls_loss=cls_loss,
     )

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
+from timm.layers import freeze_batch_norm_2d
+from timm.utils.model import freeze as timm_freeze
 from torch import Tensor, nn
 from torchmetrics.detection import MeanAveragePrecision
 
 from autotimm_core import BaseTask
 from autotimm_core.data import DataConfig, ImageInput, read_image, resolve_data_config
+from autotimm_core.validation import check_choice
 from autotimm_detection.assign import bucket_size, pad_targets
 from autotimm_detection.backbone import PyramidAdapter, accepts_img_size, build_timm_backbone
 from autotimm_detection.data.transforms import (
@@ -28,7 +31,7 @@ from autotimm_detection.export import (
 )
 from autotimm_detection.fpn import FPN, FPN_STRIDES
 from autotimm_detection.head import FCOSHead
-from autotimm_detection.loss import detection_loss
+from autotimm_detection.loss import CLS_LOSSES, detection_loss
 from autotimm_detection.metrics import (
     COCOMeanAveragePrecision,
     default_map_config,
@@ -88,6 +91,19 @@ class ObjectDetector(BaseTask):
             P6/P7 then get objects too). Default False: measured on small inputs it moves
             mid-sized objects to levels of 2x2 or 1x1 cells and costs accuracy
             (``benchmarks/detection_quality.py``).
+        head_channels: width of the head's towers (their first conv maps the FPN width to it);
+            fewer make a lighter, faster head. Default None: ``fpn_channels``.
+        cls_loss: the classification loss: ``"focal"`` (FCOS's binary targets), or IoU-aware
+            soft targets, the IoU of each positive's predicted box with its ground truth:
+            ``"quality_focal"`` (GFL) or ``"varifocal"`` (VarifocalNet). Default ``"focal"``.
+        trainable_layers: how many of the backbone's feature stages train, counted from the
+            deepest (torchvision's ``trainable_backbone_layers``; for a ResNet 1 = layer4, 3 =
+            layer2-4, 5 = all, stem included): the modules before them are frozen, weights and
+            BatchNorm statistics. 0 freezes the whole backbone. Default None: all of it trains.
+        frozen_bn: replace the backbone's BatchNorm layers by frozen ones (fixed statistics and
+            affine parameters, ``timm.layers.freeze_batch_norm_2d``), as torchvision's detectors
+            do with pretrained weights: small per-device batches then cannot spoil the
+            pretrained statistics. Default False.
         **kwargs: BaseTask's arguments: ``metrics`` (default COCO mAP on val and test;
             MeanAveragePrecision configs get pycocotools-exact thresholds and the fastest
             installed backend unless set, and torchmetrics' own class is built as
@@ -124,6 +140,10 @@ class ObjectDetector(BaseTask):
         force_gt_positive: bool = False,
         centerness_weighted_giou: bool = False,
         scale_size_ranges: bool = False,
+        head_channels: int | None = None,
+        cls_loss: Literal["focal", "quality_focal", "varifocal"] = "focal",
+        trainable_layers: int | None = None,
+        frozen_bn: bool = False,
         **kwargs: Any,
     ) -> None:
         if not (isinstance(num_classes, int) and num_classes > 0):
@@ -139,6 +159,14 @@ class ObjectDetector(BaseTask):
             raise ValueError(
                 f"fpn_levels must be increasing pyramid levels from 3 (P3) to 7 (P7), e.g. "
                 f"(3, 4, 5, 6, 7) or (3, 4, 5), got {fpn_levels!r}"
+            )
+        check_choice("cls_loss", cls_loss, CLS_LOSSES)
+        if trainable_layers is not None and not (
+            isinstance(trainable_layers, int) and trainable_layers >= 0
+        ):
+            raise ValueError(
+                f"trainable_layers must be None (train the whole backbone) or an int >= 0 (the "
+                f"number of feature stages that train, from the deepest), got {trainable_layers!r}"
             )
         if "metrics" in kwargs:
             kwargs["metrics"] = with_exact_map_params(kwargs["metrics"])
@@ -178,13 +206,40 @@ class ObjectDetector(BaseTask):
             num_convs=head_num_convs,
             num_levels=len(levels),
             prior_probability=prior_probability,
+            channels=head_channels,
         )
+        if frozen_bn:
+            freeze_batch_norm_2d(self.backbone)
+        if trainable_layers is not None:
+            self._freeze_early_stages(backbone, trainable_layers)
         self._points_cache: dict[Any, tuple[Tensor, Tensor, list[int], Tensor]] = {}
         if self.freeze_backbone_at_start:
             self.freeze_backbone()
         self.apply_network_options()
 
     # ----------------------------------------------------------------- network
+    def _freeze_early_stages(self, name: str, trainable: int) -> None:
+        """Freeze the backbone's top-level modules before its last ``trainable`` pyramid stages."""
+        children = [n for n, _ in self.backbone.named_children()]
+        stages = [m.split(".")[0] for m in self.backbone.feature_info.module_name()]
+        if len(set(stages)) != len(stages) or not set(stages) <= set(children):
+            raise ValueError(
+                f"trainable_layers is not supported for backbone {name!r}: its feature stages "
+                f"{stages} are not top-level modules (use freeze_backbone=True to freeze it all)"
+            )
+        if trainable > len(stages):
+            raise ValueError(
+                f"trainable_layers={trainable} but backbone {name!r} has {len(stages)} feature "
+                f"stages {stages}: choose 0-{len(stages)}"
+            )
+        first_trained = (
+            children.index(stages[len(stages) - trainable]) if trainable else len(children)
+        )
+        frozen = children[:first_trained]
+        if frozen:
+            # timm's freeze: requires_grad off and BatchNorm layers made frozen (fixed statistics).
+            timm_freeze(self.backbone, frozen)
+
     def _points(
         self, features: list[Tensor], image_size: tuple[int, int]
     ) -> tuple[Tensor, Tensor, list[int], Tensor]:
@@ -278,6 +333,7 @@ class ObjectDetector(BaseTask):
             # Training ranks step together; evaluation ranks may run different numbers of
             # batches (each image on one rank), where a collective call would hang.
             reduce_over_ranks=self.training,
+            cls_loss=hp.get("cls_loss", "focal"),
         )
         terms["loss"] = sum(terms.values())
         return terms
