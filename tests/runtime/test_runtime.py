@@ -72,6 +72,28 @@ def test_resize_keeps_a_constant_image_and_nearest_takes_floor_indices():
         resize(ramp, 2, 2, "lanczos")
 
 
+@pytest.mark.parametrize("interpolation", ["bilinear", "bicubic"])
+def test_a_window_of_the_resize_is_computed_alone_with_the_same_pixels(interpolation):
+    """resize_crop computes only the crop (resize_window): the pixels must be exactly those of
+    resizing the whole image and cropping, for down- and upscaling and any window."""
+    from autotimm_runtime.resize import resize_window
+
+    rng = np.random.default_rng(0)
+    for (h, w), (oh, ow) in [((427, 640), (256, 383)), ((61, 97), (150, 40)), ((30, 30), (30, 70))]:
+        image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        full = resize(image, oh, ow, interpolation)
+        for top, left, wh, ww in [
+            (0, 0, oh, ow),
+            (oh // 4, ow // 3, oh // 2, ow // 2),
+            (oh - 1, ow - 1, 1, 1),
+        ]:
+            window = resize_window(image, oh, ow, (top, left, wh, ww), interpolation)
+            assert np.array_equal(window, full[top : top + wh, left : left + ww])
+    image = rng.integers(0, 256, (427, 640, 3), dtype=np.uint8)
+    crop = resize_crop(image, 224, 0.875, interpolation)  # short side to 256, centre 224
+    assert np.array_equal(crop, resize(image, 256, 383, interpolation)[16:240, 80:304])
+
+
 def test_not_an_autotimm_file_is_named(tmp_path):
     plain = files.classifier_file(tmp_path / "plain.onnx", metadata={})
     with pytest.raises(MetadataError, match=r"plain\.onnx is not an AutoTimm export"):

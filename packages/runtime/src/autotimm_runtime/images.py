@@ -14,7 +14,7 @@ from typing import Union
 import numpy as np
 from PIL import Image
 
-from autotimm_runtime.resize import resize
+from autotimm_runtime.resize import resize, resize_window
 
 #: What ``predict`` accepts per image.
 ImageInput = Union[str, os.PathLike, Image.Image, np.ndarray]
@@ -73,6 +73,10 @@ def resize_crop(image: np.ndarray, size: int, crop_pct: float, interpolation: st
         new_w, new_h = short_new, int(short_new * h / w)
     else:
         new_h, new_w = short_new, int(short_new * w / h)
+    if new_h >= size and new_w >= size and interpolation != "nearest":
+        # Only the crop's pixels are computed (the same integers as resizing everything).
+        top, left = round((new_h - size) / 2.0), round((new_w - size) / 2.0)
+        return resize_window(image, new_h, new_w, (top, left, size, size), interpolation)
     out = resize(image, new_h, new_w, interpolation)
     if new_h < size or new_w < size:  # torchvision pads a too-small image with zeros
         pad_h, pad_w = max(size - new_h, 0), max(size - new_w, 0)

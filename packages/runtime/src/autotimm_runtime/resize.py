@@ -60,20 +60,34 @@ def _int16_weights(in_size: int, out_size: int, interpolation: str) -> tuple[np.
     return xmin, wi, precision
 
 
-def _pass(image: np.ndarray, out_size: int, axis: int, interpolation: str) -> np.ndarray:
-    """One separable pass along ``axis`` (0: rows, 1: columns) of an HWC uint8 image."""
-    in_size = image.shape[axis]
-    xmin, weights, precision = _int16_weights(in_size, out_size, interpolation)
-    k = weights.shape[1]
-    idx = np.minimum(
-        xmin[:, None] + np.arange(k)[None, :], in_size - 1
-    )  # zero weights past the end
+def _pass(
+    image: np.ndarray,
+    axis: int,
+    weights: tuple[np.ndarray, np.ndarray, int],
+    keep: tuple[int, int],
+    offset: int = 0,
+) -> np.ndarray:
+    """One separable pass along ``axis`` (0: rows, 1: columns) of an HWC uint8 image.
+
+    Args:
+        image: the input, or the part of it from index ``offset`` on along ``axis``.
+        axis: 0 (vertical pass) or 1 (horizontal pass).
+        weights: ``_int16_weights`` of the axis (for the whole input).
+        keep: the outputs ``(start, stop)`` to compute, each with exactly the integers of the
+            full pass.
+        offset: where ``image`` starts in the whole input along ``axis``.
+    """
+    xmin, w, precision = weights
+    start, stop = keep
+    k = w.shape[1]
+    # Taps past the input's end have zero weight: any index in range will do for them.
+    idx = np.clip(xmin[start:stop, None] + np.arange(k)[None, :] - offset, 0, image.shape[axis] - 1)
     src = np.ascontiguousarray(np.moveaxis(image, axis, 0))  # (in, other, C) uint8
     # One multiply-add per tap over the whole image, integer-exact, accumulated in int32 as
     # torch's uint8 kernel does (int16 weights: |sum| < 2**31); an einsum over all taps at once
     # runs numpy's slow generic integer loop instead.
-    w32 = weights.astype(np.int32)
-    acc = np.full((out_size, *src.shape[1:]), 1 << (precision - 1), dtype=np.int32)
+    w32 = w[start:stop].astype(np.int32)
+    acc = np.full((stop - start, *src.shape[1:]), 1 << (precision - 1), dtype=np.int32)
     tap = np.empty_like(acc)
     for j in range(k):
         np.multiply(w32[:, j, None, None], src[idx[:, j]], out=tap)
@@ -112,9 +126,40 @@ def resize(
             np.floor(np.arange(width, dtype=np.float32) * np.float32(w / width)), w - 1
         )
         return image[rows.astype(np.int64)][:, cols.astype(np.int64)]
-    out = image
-    if width != w:  # horizontal pass first, as torch's kernel does
-        out = _pass(out, width, 1, interpolation)
+    return resize_window(image, height, width, (0, 0, height, width), interpolation)
+
+
+def resize_window(
+    image: np.ndarray,
+    height: int,
+    width: int,
+    window: tuple[int, int, int, int],
+    interpolation: str = "bicubic",
+) -> np.ndarray:
+    """The ``(top, left, h, w)`` window of ``resize(image, height, width, interpolation)``,
+    computing only that window's pixels (the same integers): a centre crop after the resize
+    costs only what it keeps.
+
+    Args:
+        image: ``(H, W, C)`` uint8 array.
+        height, width: the size of the whole resized image.
+        window: ``(top, left, h, w)`` inside it.
+        interpolation: ``"bilinear"`` or ``"bicubic"`` (``resize`` handles ``"nearest"``).
+    """
+    top, left, wh, ww = window
+    h, w = image.shape[:2]
     if height != h:
-        out = _pass(out, height, 0, interpolation)
+        rows = _int16_weights(h, height, interpolation)
+        # Only the input rows the kept output rows read go through the horizontal pass.
+        xmin, k = rows[0], rows[1].shape[1]
+        r0, r1 = int(xmin[top]), min(h, int(xmin[top + wh - 1]) + k)
+        out = image[r0:r1]
+    else:
+        out = image[top : top + wh]
+    if width != w:  # horizontal pass first, as torch's kernel does
+        out = _pass(out, 1, _int16_weights(w, width, interpolation), (left, left + ww))
+    else:
+        out = out[:, left : left + ww]
+    if height != h:
+        out = _pass(out, 0, rows, (top, top + wh), offset=r0)
     return np.ascontiguousarray(out)
