@@ -254,8 +254,8 @@ def build(session: nox.Session) -> None:
     check = str(ROOT / ".ci" / "check_dists.py")
     session.run("python", check, "built", str(dist))
     session.run(
-        "uv", "run", "--no-project", "-q", *CONSTRAINTS, "--with", "hatchling", "python", check,
-        "new-version", external=True,
+        "uvx", "-q", *CONSTRAINTS, "--with", "hatchling", "python", check, "new-version",
+        external=True,
     )  # fmt: skip
     # Each wheel file is named directly, so no index can supply a package of ours.
     wheels = sorted(dist.glob(f"autotimm*-{version}-py3-none-any.whl"))
