@@ -53,7 +53,8 @@ def _dist_stem(package: str) -> str:
 
 
 def check_built(dist: Path) -> None:
-    """One wheel and one sdist per package at VERSION; the sdist carries VERSION and the hook."""
+    """One wheel and one sdist per package at VERSION, with the LICENSE; each sdist carries
+    what a wheel is built from (VERSION, the hook)."""
     version = (ROOT / "VERSION").read_text().strip()
     for package in PACKAGES:
         stem = _dist_stem(package)
@@ -66,11 +67,15 @@ def check_built(dist: Path) -> None:
         _check_metadata(
             wheel.name, meta["Name"], meta["Version"], meta.get_all("Requires-Dist") or [], version
         )
-        if meta["License-Expression"] != "Apache-2.0":
-            _fail(f"{wheel.name}: License-Expression {meta['License-Expression']!r}")
+        if meta["License-Expression"] != "Apache-2.0" or meta["License-File"] != "LICENSE":
+            _fail(f"{wheel.name}: no Apache-2.0 License-Expression with the LICENSE file")
+        with zipfile.ZipFile(wheel) as zf:
+            if not any(n.endswith(".dist-info/licenses/LICENSE") for n in zf.namelist()):
+                _fail(f"{wheel.name} does not carry the LICENSE")
         with tarfile.open(sdist) as tf:
             names = {n.split("/", 1)[1] for n in tf.getnames() if "/" in n}
-        missing = {"VERSION", "PKG-INFO", "hatch_build.py", "pyproject.toml", "README.md"} - names
+        needed = {"VERSION", "LICENSE", "PKG-INFO", "hatch_build.py", "pyproject.toml", "README.md"}
+        missing = needed - names
         if missing:
             _fail(f"{sdist.name} lacks {sorted(missing)}: it cannot build a wheel on its own")
     print(f"check_dists: {len(PACKAGES)} wheels and sdists at {version}, pins =={version}")

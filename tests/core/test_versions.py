@@ -65,10 +65,11 @@ def test_no_pyproject_writes_a_version_of_ours():
         config, meta = _config(pkg), _project(pkg)
         assert "version" not in config["project"], pkg
         assert "version" in config["project"]["dynamic"], pkg
-        # An sdist builds on its own: it carries the hook and a copy of VERSION.
+        # An sdist builds on its own: it carries the hook and copies of VERSION and LICENSE.
         assert (ROOT / "packages" / pkg / "hatch_build.py").read_text() == hook, pkg
         sdist = config["tool"]["hatch"]["build"]["targets"]["sdist"]
-        assert sdist["force-include"] == {"../../VERSION": "VERSION"}, pkg
+        assert sdist["force-include"] == {"../../VERSION": "VERSION", "../../LICENSE": "LICENSE"}
+        assert config["project"]["license"] == "Apache-2.0", pkg
         # uv rebuilds the metadata of an installed workspace package when VERSION changes.
         assert {"file": "../../VERSION"} in config["tool"]["uv"]["cache-keys"], pkg
         for dep in filter(_ours, _requirements(meta)):
