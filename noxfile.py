@@ -263,4 +263,7 @@ def build(session: nox.Session) -> None:
     requirements = [f"autotimm[all] @ {meta.as_uri()}", *(str(w) for w in wheels if w != meta)]
     _install(session, *requirements, *TEST_TOOLS)
     session.run("python", check, "installed", str(dist))
-    session.run(*PYTEST, "tests/autotimm", "tests/core/test_versions.py", *session.posargs)
+    # One process: the first import of torch in a fresh venv compiles its bytecode, which two
+    # xdist workers would each pay for two test files.
+    tests = ["tests/autotimm", "tests/core/test_versions.py"]
+    session.run("pytest", "-p", "no:cacheprovider", *tests, *session.posargs)
