@@ -12,6 +12,7 @@ the extra index URLs and find-links this machine's pip uses are read at run time
     nox                       # every default session (what CI runs)
     nox -s "tests(package='core')"
     nox -s dev                # .venv with everything installed editable, for development
+    nox -s build              # the sdists and wheels in dist/, checked and tested
 """
 
 from __future__ import annotations
@@ -88,9 +89,19 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 def _all_extras(package: str) -> str:
-    """``[a,b]``: every extra the package declares (empty string when it has none)."""
-    meta = tomllib.loads((ROOT / "packages" / package / "pyproject.toml").read_text())["project"]
-    extras = sorted(meta.get("optional-dependencies", {}))
+    """``[a,b]``: every extra the package declares (empty string when it has none).
+
+    Extras naming our own packages are declared to hatch_build.py (which pins them to VERSION),
+    in ``[tool.hatch.metadata.hooks.custom]``; the others in ``[project]``.
+    """
+    config = tomllib.loads((ROOT / "packages" / package / "pyproject.toml").read_text())
+    hook = config.get("tool", {}).get("hatch", {}).get("metadata", {}).get("hooks", {})
+    extras = sorted(
+        {
+            **config["project"].get("optional-dependencies", {}),
+            **hook.get("custom", {}).get("optional-dependencies", {}),
+        }
+    )
     return f"[{','.join(extras)}]" if extras else ""
 
 
@@ -219,17 +230,40 @@ def dev(session: nox.Session) -> None:
     session.log(f"Ready: source {venv}/bin/activate")
 
 
-@nox.session(default=False, venv_backend="none")
-def bump(session: nox.Session) -> None:
-    """Set one new version everywhere: nox -s bump -- 0.2.0"""
-    if len(session.posargs) != 1:
-        session.error("usage: nox -s bump -- NEW_VERSION")
-    new = session.posargs[0]
-    old = (ROOT / "VERSION").read_text().strip()
-    (ROOT / "VERSION").write_text(new + "\n")
-    for pyproject in ROOT.glob("packages/*/pyproject.toml"):
-        text = pyproject.read_text()
-        text = re.sub(rf'^version = "{re.escape(old)}"', f'version = "{new}"', text, flags=re.M)
-        text = text.replace(f"=={old}", f"=={new}")
-        pyproject.write_text(text)
-    session.log(f"{old} -> {new}")
+@nox.session
+def build(session: nox.Session) -> None:
+    """Build every package's sdist and wheel into dist/, check them, and test the wheels.
+
+    ``uv build`` builds each wheel from its sdist, so an sdist that cannot build on its own
+    fails here. ``twine check --strict`` checks what an index would show (metadata, READMEs).
+    .ci/check_dists.py checks that every version and pin between our packages is VERSION's,
+    also after a change of VERSION. Then this session's fresh venv gets the built wheels
+    (``autotimm[all]``; the other dependencies from the index, with the constraints), is
+    checked to hold no editable or source-folder install of ours, and runs the meta-package's
+    tests and the version checks: what would be published is what is tested.
+    """
+    version = (ROOT / "VERSION").read_text().strip()
+    dist = ROOT / "dist"
+    for old in dist.glob("autotimm*"):
+        old.unlink()
+    session.run(
+        "uv", "build", "--all-packages", "--no-build-logs", "--out-dir", str(dist), external=True
+    )
+    built = sorted(str(p) for p in dist.glob(f"autotimm*{version}*"))
+    session.run("uvx", *CONSTRAINTS, "twine", "check", "--strict", *built, external=True)
+    check = str(ROOT / ".ci" / "check_dists.py")
+    session.run("python", check, "built", str(dist))
+    session.run(
+        "uvx", "-q", *CONSTRAINTS, "--with", "hatchling", "python", check, "new-version",
+        external=True,
+    )  # fmt: skip
+    # Each wheel file is named directly, so no index can supply a package of ours.
+    wheels = sorted(dist.glob(f"autotimm*-{version}-py3-none-any.whl"))
+    meta = next(w for w in wheels if w.name.startswith(f"autotimm-{version}-"))
+    requirements = [f"autotimm[all] @ {meta.as_uri()}", *(str(w) for w in wheels if w != meta)]
+    _install(session, *requirements, *TEST_TOOLS)
+    session.run("python", check, "installed", str(dist))
+    # One process: the first import of torch in a fresh venv compiles its bytecode, which two
+    # xdist workers would each pay for two test files.
+    tests = ["tests/autotimm", "tests/core/test_versions.py"]
+    session.run("pytest", "-p", "no:cacheprovider", *tests, *session.posargs)

@@ -82,7 +82,7 @@ def test_task_names_resolve_or_name_the_extra(name):
     if importlib.util.find_spec(module) is not None:
         assert getattr(autotimm, name) is getattr(importlib.import_module(module), name)
     else:
-        with pytest.raises(ImportError, match=rf'pip install "autotimm\[{extra}\]"'):
+        with pytest.raises(ImportError, match=rf'pip install "\./packages/{extra}"'):
             getattr(autotimm, name)
 
 
@@ -95,8 +95,12 @@ def test_missing_extra_message(monkeypatch, name):
     with pytest.raises(ImportError) as err:
         getattr(autotimm, name)
     msg = str(err.value)
-    assert f'pip install "autotimm[{extra}]"' in msg
-    assert module.replace("_", "-") in msg
+    # From the repository, or the built wheel: never the registry's `autotimm`, another project.
+    assert f'pip install "./packages/{extra}" in a clone of the AutoTimm repository' in msg
+    version = (ROOT / "VERSION").read_text().strip()
+    assert f'pip install "dist/{module}-{version}-py3-none-any.whl"' in msg
+    assert f"needs the '{module.replace('_', '-')}' package" in msg
+    assert "autotimm[" not in msg
 
 
 def test_unknown_name_is_attribute_error():

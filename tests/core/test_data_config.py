@@ -346,7 +346,7 @@ def test_albumentations_missing_names_the_tasks_extra(monkeypatch):
         distribution = "autotimm-classification"
 
     with pytest.raises(
-        ImportError, match=r"pip install \"?autotimm-classification\[albumentations\]"
+        ImportError, match=r'pip install "\./packages/classification\[albumentations\]"'
     ):
         Classy(transform_backend="albumentations")
 

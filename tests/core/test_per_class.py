@@ -90,7 +90,7 @@ def test_png_and_csv_written(tmp_path):
 def test_without_matplotlib_only_the_csv_and_one_warning(tmp_path, monkeypatch):
     monkeypatch.setattr(per_class, "is_available", lambda name: name != "matplotlib")
     monkeypatch.setattr(per_class, "_warned_no_matplotlib", False)
-    with pytest.warns(UserWarning, match=r'pip install "autotimm-trainer\[plot\]"'):
+    with pytest.warns(UserWarning, match=r'pip install "\./packages/trainer\[plot\]"'):
         written = report_confusion_matrix(_Trainer(tmp_path), "test", CM)
     assert set(written) == {"csv"}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["per_class_test.csv"]

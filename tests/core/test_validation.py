@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from autotimm_core.validation import check_choice
@@ -19,6 +21,11 @@ def test_missing_optional_package_names_the_extra_to_install_quoted():
         require("autotimm_no_such_module", "autotimm-core[tensorboard]", purpose="the logger")
     message = str(err.value)
     assert "needed for the logger" in message
-    assert 'pip install "autotimm-core[tensorboard]"' in message  # brackets quoted for a shell
+    assert "'autotimm-core[tensorboard]'" in message
+    # Ours is not on the public registry: its folder in the repository, or the built wheel;
+    # brackets quoted for a shell.
+    assert 'pip install "./packages/core[tensorboard]" in a clone of the AutoTimm' in message
+    version = (Path(__file__).resolve().parents[2] / "VERSION").read_text().strip()
+    assert f'pip install "dist/autotimm_core-{version}-py3-none-any.whl[tensorboard]"' in message
     with pytest.raises(ImportError, match=r"pip install autotimm_no_such_module$"):
         require("autotimm_no_such_module")

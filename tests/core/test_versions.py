@@ -1,45 +1,109 @@
-"""One version for all five distributions, and sibling pins that match it."""
+"""One version for every distribution, and sibling pins that match it.
 
+The version and the pins between our packages are not written in any pyproject.toml: each
+package's hatch_build.py reads VERSION and pins the AutoTimm requirements listed (without a
+version) in ``[tool.hatch.metadata.hooks.custom]``. ``nox -s build`` checks the built wheels and
+that a changed VERSION moves every version and pin (.ci/check_dists.py).
+"""
+
+import importlib.metadata as md
 import re
 from pathlib import Path
 
 import tomllib
+from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ["core", "classification", "detection", "trainer", "autotimm"]
+PACKAGES = sorted(p.parent.name for p in (ROOT / "packages").glob("*/pyproject.toml"))
+
+
+def _config(pkg: str) -> dict:
+    return tomllib.loads((ROOT / "packages" / pkg / "pyproject.toml").read_text())
+
+
+def _hook(pkg: str) -> dict:
+    return _config(pkg)["tool"]["hatch"]["metadata"]["hooks"]["custom"]
 
 
 def _project(pkg: str) -> dict:
-    return tomllib.loads((ROOT / "packages" / pkg / "pyproject.toml").read_text())["project"]
+    """``[project]`` with the requirements declared to the version hook merged in."""
+    meta = dict(_config(pkg)["project"])
+    for field in ("dependencies", "optional-dependencies"):
+        if field in _hook(pkg):
+            meta[field] = _hook(pkg)[field]
+    return meta
 
 
-def test_all_versions_and_sibling_pins_equal_the_version_file():
+def _ours(requirement: str) -> bool:
+    return requirement.startswith("autotimm")
+
+
+def _requirements(meta: dict) -> list[str]:
+    """The dependencies and every extra's requirements of a ``[project]``-like table."""
+    deps = list(meta.get("dependencies", []))
+    for extra in meta.get("optional-dependencies", {}).values():
+        deps += extra
+    return deps
+
+
+def test_every_package_is_listed():
+    assert PACKAGES == [
+        "autotimm",
+        "classification",
+        "core",
+        "detection",
+        "runtime",
+        "segmentation",
+        "trainer",
+    ]
+
+
+def test_no_pyproject_writes_a_version_of_ours():
+    """Editing VERSION alone releases a new version: no other file holds one."""
+    hook = (ROOT / "packages" / "core" / "hatch_build.py").read_text()
+    for pkg in PACKAGES:
+        config, meta = _config(pkg), _project(pkg)
+        assert "version" not in config["project"], pkg
+        assert "version" in config["project"]["dynamic"], pkg
+        # An sdist builds on its own: it carries the hook and copies of VERSION and LICENSE.
+        assert (ROOT / "packages" / pkg / "hatch_build.py").read_text() == hook, pkg
+        sdist = config["tool"]["hatch"]["build"]["targets"]["sdist"]
+        assert sdist["force-include"] == {"../../VERSION": "VERSION", "../../LICENSE": "LICENSE"}
+        assert config["project"]["license"] == "Apache-2.0", pkg
+        # uv rebuilds the metadata of an installed workspace package when VERSION changes.
+        assert {"file": "../../VERSION"} in config["tool"]["uv"]["cache-keys"], pkg
+        for dep in filter(_ours, _requirements(meta)):
+            assert not Requirement(dep).specifier, f"{pkg}: {dep} must not name a version"
+        # Static [project] requirements are never rewritten by the hook, so none is ours.
+        assert not any(map(_ours, _requirements(config["project"]))), (
+            f"{pkg}: list AutoTimm packages in [tool.hatch.metadata.hooks.custom]"
+        )
+
+
+def test_installed_versions_and_sibling_pins_equal_the_version_file():
+    """What the hook built: every installed package of ours is at VERSION and pins VERSION."""
     version = (ROOT / "VERSION").read_text().strip()
     assert re.fullmatch(r"\d+\.\d+\.\d+(\w+\d*)?", version)
-    for pkg in PACKAGES:
-        meta = _project(pkg)
-        assert meta["version"] == version, pkg
-        deps = list(meta.get("dependencies", []))
-        for extra in meta.get("optional-dependencies", {}).values():
-            deps += extra
-        for dep in deps:
-            if dep.startswith("autotimm"):
-                assert dep.endswith(f"=={version}"), f"{pkg}: {dep} is not pinned to {version}"
+    installed = [d for d in md.distributions() if _ours(d.metadata["Name"].lower())]
+    assert "autotimm-core" in {d.metadata["Name"].lower() for d in installed}
+    for dist in installed:
+        name = dist.metadata["Name"]
+        assert dist.version == version, name
+        for dep in filter(_ours, dist.requires or []):
+            assert dep.split(";")[0].strip().endswith(f"=={version}"), f"{name}: {dep}"
 
 
 def test_task_packages_depend_on_core_only():
     """Declared dependencies; the imports themselves are import-linter's contracts (nox -s lint)."""
-    for pkg in ["classification", "detection", "trainer"]:
+    for pkg in ["classification", "detection", "segmentation", "trainer"]:
         meta = _project(pkg)
-        ours = [
-            d.split("==")[0].split("[")[0] for d in meta["dependencies"] if d.startswith("autotimm")
-        ]
+        ours = [Requirement(d).name for d in meta["dependencies"] if _ours(d)]
         assert ours == ["autotimm-core"], pkg
 
 
 def _sibling_extras(name: str, extras: dict[str, list[str]], extra: str) -> set[str]:
     """The extras of sibling ``name`` that the meta-package's ``extra`` installs."""
-    found = [re.match(rf"{name}(?:\[([^\]]*)\])?==", d) for d in extras[extra]]
+    found = [re.fullmatch(rf"{name}(?:\[([^\]]*)\])?", d) for d in extras[extra]]
     found = [m for m in found if m]
     assert found, f"autotimm[{extra}] does not install {name}"
     return {e.strip() for m in found if m.group(1) for e in m.group(1).split(",")}
@@ -62,8 +126,6 @@ def test_meta_extras_install_what_a_full_install_had():
 
 
 def test_installed_core_is_ours():
-    import importlib.metadata as md
-
     import autotimm_core
 
     dist = md.distribution("autotimm-core")

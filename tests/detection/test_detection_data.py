@@ -392,7 +392,7 @@ def test_albumentations_backend_names_its_extra_and_predict_needs_none(shapes_ro
     from autotimm_detection import ObjectDetector
 
     monkeypatch.setitem(sys.modules, "albumentations", None)  # as if not installed
-    with pytest.raises(ImportError, match=r'pip install "?autotimm-detection\[albumentations\]'):
+    with pytest.raises(ImportError, match=r'pip install "\./packages/detection\[albumentations\]'):
         DetectionDataModule(shapes_root, transform_backend="albumentations")
     model = ObjectDetector(
         "test_resnet", num_classes=3, pretrained=False, image_size=64, fpn_channels=32

@@ -176,5 +176,7 @@ def test_rgb_mask_without_palette_is_named(tmp_path):
 
 def test_missing_albumentations_names_the_extra(monkeypatch, scenes_root):
     monkeypatch.setitem(sys.modules, "albumentations", None)
-    with pytest.raises(ImportError, match=r'pip install "autotimm-segmentation\[albumentations\]"'):
+    with pytest.raises(
+        ImportError, match=r'pip install "\./packages/segmentation\[albumentations\]"'
+    ):
         SegmentationDataModule(scenes_root, transform_backend="albumentations")

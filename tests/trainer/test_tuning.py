@@ -267,6 +267,6 @@ def test_tuning_a_base_task(tmp_path):
 
 def test_lr_plot_without_matplotlib_warns_naming_the_extra(tmp_path, monkeypatch):
     monkeypatch.setattr(tuning, "is_available", lambda name: name != "matplotlib")
-    with pytest.warns(UserWarning, match=r'pip install "autotimm-trainer\[plot\]"'):
+    with pytest.warns(UserWarning, match=r'pip install "\./packages/trainer\[plot\]"'):
         assert tuning._save_lr_plot(object(), tmp_path, suggest=True) is None
     assert not (tmp_path / "lr_find.png").exists()

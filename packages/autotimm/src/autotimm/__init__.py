@@ -3,8 +3,10 @@ segmentation.
 
 This meta-package re-exports the public API of the AutoTimm packages that are installed. Names
 are imported on first use, so ``import autotimm`` stays light and a task package you do not use
-is never loaded. A name whose package is missing raises an ImportError that says which extra
-to install, e.g. ``pip install "autotimm[detection]"``.
+is never loaded. A name whose package is missing raises an ImportError that names the
+distribution and how to install it: ``pip install "./packages/detection"`` in a clone of the
+AutoTimm repository, or its wheel from ``nox -s build``. (The name ``autotimm`` on the public
+package registry is another project's.)
 """
 
 from __future__ import annotations
@@ -241,21 +243,32 @@ if TYPE_CHECKING:  # for IDEs and type checkers; nothing is imported at run time
     )
 
 
+def _install_command(folder: str) -> str:
+    """How to install the package in ``packages/<folder>`` (the core's ``install_command``, which
+    this module does not import: importing the core would load torch)."""
+    wheel = f"dist/autotimm_{folder}-{__version__}-py3-none-any.whl"
+    return (
+        f'pip install "./packages/{folder}" in a clone of the AutoTimm repository, '
+        f'or pip install "{wheel}" with the wheels of nox -s build'
+    )
+
+
 def __getattr__(name: str) -> Any:
     if name not in _EXPORTS:
         raise AttributeError(f"module 'autotimm' has no attribute '{name}'")
-    module_name, extra = _EXPORTS[name]
+    module_name, _extra = _EXPORTS[name]
     try:
         module = importlib.import_module(module_name)
     except ImportError as err:
-        # Only a missing package itself is reported as a missing extra; an ImportError raised
+        # Only a missing package itself is reported as missing; an ImportError raised
         # inside an installed package is a real error and propagates unchanged.
         if err.name != module_name:
             raise
         dist = module_name.replace("_", "-")
+        folder = module_name.split(".")[0].removeprefix("autotimm_")  # in packages/<folder>
         raise ImportError(
             f"autotimm.{name} needs the '{dist}' package, which is not installed. "
-            f'Install it with: pip install "autotimm[{extra}]"'
+            f"Install it with: {_install_command(folder)}"
         ) from err
     value = getattr(module, name)
     globals()[name] = value  # cache: later look-ups skip __getattr__

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from pytorch_lightning.utilities import rank_zero_warn
 
-from autotimm_core._imports import is_available
+from autotimm_core._imports import install_command, is_available
 
 #: The CSV's columns, in order.
 CSV_COLUMNS = ("class", "precision", "recall", "f1", "support")
@@ -210,9 +210,9 @@ def report_confusion_matrix(
         if not _warned_no_matplotlib:
             _warned_no_matplotlib = True
             rank_zero_warn(
-                "The confusion matrix image needs matplotlib, which is not installed: "
-                'pip install "autotimm-trainer[plot]" (or pip install matplotlib); only '
-                "the per-class CSV is written."
+                "The confusion matrix image needs matplotlib, which is not installed, so only "
+                "the per-class CSV is written. Install matplotlib (pip install matplotlib) or "
+                f"the trainer's plot extra: {install_command('autotimm-trainer[plot]')}."
             )
     else:
         epoch = getattr(trainer, "current_epoch", None)

@@ -19,6 +19,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback
 
+from autotimm_core._imports import install_command
 from autotimm_trainer import _log
 
 RESULTS_CSV = "results.csv"
@@ -102,8 +103,8 @@ class RunResults(Callback):
             import matplotlib  # noqa: F401
         except ImportError:
             _log.info(
-                f"{RESULTS_PNG} needs matplotlib: pip install 'autotimm-trainer[plot]' "
-                f"({RESULTS_CSV} is written)."
+                f"{RESULTS_PNG} needs matplotlib ({RESULTS_CSV} is written): "
+                f"{install_command('autotimm-trainer[plot]')}."
             )
             return
         plot_results(self.rows, folder / RESULTS_PNG)

@@ -18,7 +18,7 @@ from pytorch_lightning.utilities.parsing import (
 )
 from pytorch_lightning.utilities.rank_zero import rank_zero_warn
 
-from autotimm_core._imports import is_available
+from autotimm_core._imports import install_command, is_available
 from autotimm_trainer import _log
 from autotimm_trainer.memory import HostMemoryGuard
 
@@ -254,8 +254,8 @@ def _save_lr_plot(finder: Any, run_dir: Path, suggest: bool) -> str | None:
     """Save the LR finder's loss curve as ``run_dir/lr_find.png``; a warning if it cannot be drawn."""
     if not is_available("matplotlib"):
         rank_zero_warn(
-            "The learning-rate finder plot needs matplotlib, which is not installed: "
-            'pip install "autotimm-trainer[plot]" (the suggested lr is used all the same).'
+            "The learning-rate finder plot needs matplotlib, which is not installed "
+            f"(the suggested lr is used all the same): {install_command('autotimm-trainer[plot]')}."
         )
         return None
     try:
