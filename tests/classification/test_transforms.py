@@ -128,3 +128,18 @@ def test_albumentations_missing_names_the_extra(monkeypatch):
         build_classification_transform(True, backend="albumentations")
     # the torchvision backend never imports it
     assert build_classification_transform(True)(torch.zeros(3, 8, 8, dtype=torch.uint8)).shape
+
+
+def test_albumentations_augmentation_follows_torch_seed():
+    """Seeded from torch's generator: seed_everything (and a resumed checkpoint's generator
+    state) reproduce the albumentations backend's augmentation, which draws from its own."""
+    tf = build_classification_transform(
+        True, image_size=32, preset="strong", backend="albumentations", normalize=False
+    )
+    image = torch.randint(0, 256, (3, 40, 48), dtype=torch.uint8)
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(7)
+        runs.append([tf(image) for _ in range(4)])
+    assert all(torch.equal(a, b) for a, b in zip(*runs))
+    assert not all(torch.equal(runs[0][0], x) for x in runs[0][1:])  # it does augment

@@ -180,3 +180,20 @@ def test_missing_albumentations_names_the_extra(monkeypatch, scenes_root):
         ImportError, match=r'pip install "\./packages/segmentation\[albumentations\]"'
     ):
         SegmentationDataModule(scenes_root, transform_backend="albumentations")
+
+
+def test_albumentations_augmentation_follows_torch_seed():
+    """As the other tasks: the albumentations backend's draws follow torch's generator, so
+    seed_everything and exact resume reproduce them."""
+    from scenes import make_scene
+
+    image, mask = make_scene(np.random.default_rng(0), (80, 60), noise=False)
+    image_t, mask_t = torch.from_numpy(image).permute(2, 0, 1).contiguous(), torch.from_numpy(mask)
+    tf = build_segmentation_transform(64, preset="strong", backend="albumentations")
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(3)
+        runs.append([tf(image_t, mask_t) for _ in range(4)])
+    for (a_img, a_mask), (b_img, b_mask) in zip(*runs):
+        assert torch.equal(a_img, b_img) and torch.equal(a_mask, b_mask)
+    assert not all(torch.equal(runs[0][0][1], m) for _, m in runs[0][1:])

@@ -17,7 +17,7 @@ import torch
 from torchvision.transforms import v2
 
 from autotimm_core._imports import require
-from autotimm_core.data import BACKENDS, PRESETS, DataConfig, mean_fill
+from autotimm_core.data import BACKENDS, PRESETS, DataConfig, mean_fill, seed_albumentations
 from autotimm_core.validation import check_choice
 
 
@@ -124,6 +124,7 @@ class AlbumentationsTransform:
         self.pipeline = pipeline
 
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        seed_albumentations(self.pipeline)  # follows torch's generator: exact resume
         out = self.pipeline(image=image.permute(1, 2, 0).numpy())["image"]
         return out if isinstance(out, torch.Tensor) else torch.from_numpy(out).permute(2, 0, 1)
 

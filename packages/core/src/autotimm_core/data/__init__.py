@@ -26,7 +26,9 @@ from autotimm_core.data.image_io import (
     read_image,
     read_image_rgb,
 )
+from autotimm_core.data.letterbox import Letterbox, as_letterbox_config, letterbox_size
 from autotimm_core.data.normalize import mean_fill, normalize_images
+from autotimm_core.data.seeding import seed_albumentations
 
 __all__ = [
     "BACKENDS",
@@ -40,16 +42,20 @@ __all__ = [
     "DataConfig",
     "DataContract",
     "ImageInput",
+    "Letterbox",
+    "as_letterbox_config",
     "available_cpus",
     "check_batch_size",
     "check_image_file",
     "coerce_data_config",
     "interpolation_name",
     "is_image_file",
+    "letterbox_size",
     "mean_fill",
     "merge_data_configs",
     "normalize_images",
     "read_image",
     "read_image_rgb",
     "resolve_data_config",
+    "seed_albumentations",
 ]

@@ -12,7 +12,6 @@ training backend: predictions prepare images exactly as validation did, without 
 
 from __future__ import annotations
 
-import random
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,11 +20,19 @@ import torch
 from torch import Tensor
 from torchvision import tv_tensors
 from torchvision.ops import clip_boxes_to_image
-from torchvision.transforms import InterpolationMode, v2
-from torchvision.transforms.v2 import functional as F
+from torchvision.transforms import v2
 
 from autotimm_core._imports import require
-from autotimm_core.data import BACKENDS, PRESETS, DataConfig, normalize_images
+from autotimm_core.data import (
+    BACKENDS,
+    PRESETS,
+    DataConfig,
+    Letterbox,
+    letterbox_size,
+    normalize_images,
+    seed_albumentations,
+)
+from autotimm_core.data import as_letterbox_config as _as_letterbox_config
 from autotimm_core.validation import check_choice
 
 #: Grey used to pad the letterbox and fill areas exposed by affine transforms (YOLO's).
@@ -39,12 +46,6 @@ PRESET_STEPS: dict[str, tuple[str, ...]] = {
 }
 
 
-def letterbox_size(height: int, width: int, size: int) -> tuple[int, int]:
-    """``(new_height, new_width)`` with the longest side equal to ``size`` (albumentations' rounding)."""
-    scale = size / max(height, width)
-    return max(1, round(height * scale)), max(1, round(width * scale))
-
-
 def letterbox_target(height: int, width: int, size: int) -> dict[str, Tensor]:
     """``scale`` (sx, sy: input pixels per original pixel) and ``orig_size`` (h, w) of an image
     letterboxed to ``size``: what ``ObjectDetector.postprocess`` maps boxes back with."""
@@ -56,20 +57,9 @@ def letterbox_target(height: int, width: int, size: int) -> dict[str, Tensor]:
 
 
 def as_letterbox_config(config: DataConfig | int) -> DataConfig:
-    """``config`` itself, or for an int a letterbox DataConfig of that side (timm's defaults).
-
-    Raises:
-        ValueError: a config whose ``resize_mode`` is not ``"letterbox"`` (boxes are mapped back
-            through the letterbox scale), or a bad ``image_size``.
-    """
-    if not isinstance(config, DataConfig):
-        config = DataConfig(image_size=config, resize_mode="letterbox")
-    if config.resize_mode != "letterbox":
-        raise ValueError(
-            f"resize_mode must be 'letterbox' for detection (boxes are mapped back through the "
-            f"letterbox), got {config.resize_mode!r}"
-        )
-    return config
+    """The core's :func:`~autotimm_core.data.as_letterbox_config` for detection (boxes are
+    mapped back through the letterbox scale)."""
+    return _as_letterbox_config(config, "detection")
 
 
 def _finish(
@@ -209,11 +199,7 @@ class AlbumentationsTransform(BoxTransform):
         )
 
     def _apply(self, image: Tensor, boxes: Tensor) -> tuple[Tensor, Tensor, Tensor, None]:
-        # albumentations draws from generators of its own, seeded from the OS: drawing their seed
-        # from torch's generator makes the augmentation follow seed_everything, the DataLoader's
-        # per-worker seeds and the generator states a checkpoint restores (exact resume).
-        seed = int(torch.randint(0, 2**63 - 1, ()))
-        self.pipeline.set_random_state(np.random.default_rng(seed), random.Random(seed))
+        seed_albumentations(self.pipeline)  # follows torch's generator: exact resume
         hwc = np.ascontiguousarray(image.permute(1, 2, 0).numpy())  # albumentations works on HWC
         out = self.pipeline(image=hwc, bboxes=boxes.numpy(), index=np.arange(len(boxes)))
         index = torch.as_tensor(np.asarray(out["index"], dtype=np.int64))
@@ -225,41 +211,12 @@ class AlbumentationsTransform(BoxTransform):
 _CV2_INTERPOLATION = {"nearest": 0, "bilinear": 1, "bicubic": 2}  # cv2.INTER_NEAREST/LINEAR/CUBIC
 
 
-class Letterbox(v2.Transform):
-    """Resize the longest side to ``size`` keeping aspect ratio, pad bottom/right to a square.
-
-    Args:
-        size: output side.
-        fill: padding value. Default 114.
-        interpolation: ``"nearest"``, ``"bilinear"`` or ``"bicubic"`` (images; boxes and masks
-            follow exactly). Default ``"bicubic"``.
-    """
-
-    def __init__(self, size: int, fill: int = DEFAULT_FILL, interpolation: str = "bicubic") -> None:
-        super().__init__()
-        self.size = size
-        self.fill = fill
-        self.interpolation = InterpolationMode(interpolation)
-
-    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
-        image = next(i for i in flat_inputs if isinstance(i, tv_tensors.Image))
-        h, w = F.get_size(image)
-        return {"new": letterbox_size(h, w, self.size)}
-
-    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
-        if not isinstance(inpt, (tv_tensors.Image, tv_tensors.BoundingBoxes, tv_tensors.Mask)):
-            return inpt
-        nh, nw = params["new"]
-        out = F.resize(inpt, [nh, nw], interpolation=self.interpolation, antialias=True)
-        return F.pad(out, [0, 0, self.size - nw, self.size - nh], fill=self.fill)
-
-
 class TorchvisionTransform(BoxTransform):
     """torchvision.transforms.v2 pipeline with ``tv_tensors.BoundingBoxes``: ``pre``, letterbox,
     ``post``. Arguments and output as :class:`BoxTransform`."""
 
     def _compose(self, pre: list[Any], post: list[Any]) -> Any:
-        letterbox = Letterbox(self.image_size, self.fill, self.config.interpolation)
+        letterbox = Letterbox(self.image_size, self.fill, interpolation=self.config.interpolation)
         return v2.Compose([*pre, letterbox, *post])
 
     def _apply(self, image: Tensor, boxes: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:

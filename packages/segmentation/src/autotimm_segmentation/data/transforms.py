@@ -25,7 +25,17 @@ from torchvision.transforms import InterpolationMode, v2
 from torchvision.transforms.v2 import functional as F
 
 from autotimm_core._imports import require
-from autotimm_core.data import BACKENDS, PRESETS, DataConfig, mean_fill, normalize_images
+from autotimm_core.data import (
+    BACKENDS,
+    PRESETS,
+    DataConfig,
+    Letterbox,
+    letterbox_size,
+    mean_fill,
+    normalize_images,
+    seed_albumentations,
+)
+from autotimm_core.data import as_letterbox_config as _as_letterbox_config
 from autotimm_core.validation import check_choice
 
 #: The augmentation steps of each preset, in order; each backend builds them with its library.
@@ -40,70 +50,10 @@ SCALE_RANGES = {"default": (0.5, 2.0), "strong": (0.25, 2.5)}
 _CV2_INTERPOLATION = {"nearest": 0, "bilinear": 1, "bicubic": 2}  # cv2.INTER_NEAREST/LINEAR/CUBIC
 
 
-def letterbox_size(height: int, width: int, size: int) -> tuple[int, int]:
-    """``(new_height, new_width)`` with the longest side equal to ``size``."""
-    scale = size / max(height, width)
-    return max(1, round(height * scale)), max(1, round(width * scale))
-
-
 def as_letterbox_config(config: DataConfig | int) -> DataConfig:
-    """``config`` itself, or for an int a letterbox DataConfig of that side (timm's defaults).
-
-    Raises:
-        ValueError: a config whose ``resize_mode`` is not ``"letterbox"`` (predictions are
-            mapped back to the original image through the letterbox).
-    """
-    if not isinstance(config, DataConfig):
-        config = DataConfig(image_size=config, resize_mode="letterbox")
-    if config.resize_mode != "letterbox":
-        raise ValueError(
-            f"resize_mode must be 'letterbox' for segmentation (masks are mapped back through "
-            f"the letterbox), got {config.resize_mode!r}"
-        )
-    return config
-
-
-class Letterbox(v2.Transform):
-    """Resize the longest side to ``size`` keeping aspect ratio, pad bottom/right to a square.
-
-    Args:
-        size: output side.
-        fill: padding of images. Default 0.
-        mask_fill: padding of masks (the ignore value). Default 255.
-        interpolation: ``"nearest"``, ``"bilinear"`` or ``"bicubic"`` for images (masks are
-            always nearest-neighbour). Default ``"bicubic"``.
-    """
-
-    def __init__(
-        self,
-        size: int,
-        fill: int | Sequence[int] = 0,
-        mask_fill: int = 255,
-        interpolation: str = "bicubic",
-    ) -> None:
-        super().__init__()
-        self.size = size
-        self.fill = list(fill) if isinstance(fill, Sequence) else fill
-        self.mask_fill = mask_fill
-        self.interpolation = InterpolationMode(interpolation)
-
-    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
-        image = next(i for i in flat_inputs if isinstance(i, tv_tensors.Image))
-        h, w = F.get_size(image)
-        return {"new": letterbox_size(h, w, self.size)}
-
-    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
-        nh, nw = params["new"]
-        pad = [0, 0, self.size - nw, self.size - nh]
-        if isinstance(inpt, tv_tensors.Mask):
-            # NEAREST_EXACT samples at pixel centres, as the image's modes do (NEAREST is off
-            # by half a pixel, shifting the mask against its image).
-            out = F.resize(inpt, [nh, nw], interpolation=InterpolationMode.NEAREST_EXACT)
-            return F.pad(out, pad, fill=self.mask_fill)
-        if isinstance(inpt, tv_tensors.Image):
-            out = F.resize(inpt, [nh, nw], interpolation=self.interpolation, antialias=True)
-            return F.pad(out, pad, fill=self.fill)
-        return inpt
+    """The core's :func:`~autotimm_core.data.as_letterbox_config` for segmentation (masks are
+    mapped back through the letterbox)."""
+    return _as_letterbox_config(config, "segmentation")
 
 
 class RandomScale(v2.Transform):
@@ -193,6 +143,7 @@ class SegmentationTransform:
 
     def _apply(self, image: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
         if self.backend == "albumentations":
+            seed_albumentations(self.pipeline)  # follows torch's generator: exact resume
             res = self.pipeline(
                 image=image.permute(1, 2, 0).numpy(), mask=mask.numpy().astype(np.uint8)
             )
