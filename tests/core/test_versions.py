@@ -1,9 +1,13 @@
 """One version for all five distributions, and sibling pins that match it."""
 
 import re
+import sys
 from pathlib import Path
 
-import tomllib
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10: tomli (pytest's own dependency there) is the same parser
+    import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ["core", "classification", "detection", "trainer", "autotimm"]
