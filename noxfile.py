@@ -20,7 +20,7 @@ GitHub workflow (.github/workflows/ci.yml, written from ``nox -l --json`` by
 
 A plain ``nox`` runs the whole matrix (hours on 2 cores). ``nox -s ci`` is what .ci/run runs
 there within 30 minutes: every session on DEFAULT_PYTHON, every ``lowest`` session (on 3.10)
-and CI_OTHER_CELLS on 3.12 and 3.13, so every Python runs on every run.
+and CI_OTHER_CELLS (the runtime on 3.12, the core on 3.13), so every Python runs on every run.
 
     nox -s ci                 # the local CI run (.ci/run)
     nox -l                    # the whole matrix
@@ -234,15 +234,43 @@ def runtime(session: nox.Session) -> None:
     session.run(*PYTEST, "tests/runtime", *session.posargs)
 
 
+# The test modules a `lowest` session runs: those that exercise the dependencies whose lower
+# bounds are in question (timm's optimizers and schedulers, torchmetrics' mAP, torch.compile,
+# torchvision's v2 boxes, albumentations' fill, the ONNX exporter, jsonargparse, matplotlib...),
+# within about a minute each on 2 cores. The whole folder: nox -s "lowest-3.10(...)" -- tests/<p>
+LOWEST_TESTS = {
+    "core": [
+        "test_backbones.py",
+        "test_optimizers.py",
+        "test_schedulers.py",
+        "test_metrics.py",
+        "test_loggers.py",
+        "test_upstream_compat.py",
+    ],
+    "classification": ["test_transforms.py", "test_classifier_export.py", "test_imbalance.py"],
+    "detection": [
+        "test_map.py",
+        "test_dense_loss.py",
+        "test_detection_data.py",
+        "test_formats.py",
+        "test_detector_export.py",
+    ],
+    "segmentation": ["test_segmentation_data.py", "test_segmentor.py"],
+    "trainer": ["test_cli.py", "test_run_folder.py"],
+    "runtime": ["test_runtime.py"],
+}
+
+
 @nox.session(python=[LOWEST_PYTHON])
-@nox.parametrize("package", [*TASK_PACKAGES, "runtime"])
+@nox.parametrize("package", list(LOWEST_TESTS))
 def lowest(session: nox.Session, package: str) -> None:
     """One package at the lowest versions its ranges allow: each lower bound is a tested fact.
 
     uv's ``--resolution lowest-direct`` takes the lowest allowed release of every dependency
     the package (and the core it depends on, a workspace source) declares, the latest of the
     rest; constraints.txt (the newest tested pins) is not applied. The test tools keep their
-    pinned versions. Runs the package's whole test folder, as its ``tests`` session does. A
+    pinned versions. Runs LOWEST_TESTS[package], the package's modules that touch those
+    dependencies (positional arguments add more, e.g. ``-- tests/detection`` for all). A
     failure here means a lower bound in packages/<package>/pyproject.toml is wrong: raise it.
     """
     tools = _pinned(LOWEST_PYTHON, *TEST_TOOLS, *(["onnx"] if package == "runtime" else []))
@@ -254,7 +282,8 @@ def lowest(session: nox.Session, package: str) -> None:
     else:
         expected = {"autotimm-core"} | ({f"autotimm-{package}"} if package != "core" else set())
         _assert_only(session, expected)
-    session.run(*PYTEST, f"tests/{package}", *session.posargs)
+    modules = [f"tests/{package}/{m}" for m in LOWEST_TESTS[package]]
+    session.run(*PYTEST, *modules, *session.posargs)
 
 
 @nox.session(python=DEFAULT_PYTHON)
@@ -317,15 +346,9 @@ def docs(session: nox.Session) -> None:
 
 
 # What `nox -s ci` (.ci/run, 2 cores, 30 minutes) runs besides every DEFAULT_PYTHON session:
-# every `lowest` session (on LOWEST_PYTHON), and on each other Python the runtime and one task
-# package's tests, so each Python runs on every run. The whole matrix runs in the GitHub workflow.
-CI_OTHER_CELLS = [
-    "runtime-3.12",
-    "runtime-3.13",
-    "tests-3.12(package='core')",
-    "tests-3.13(package='classification')",
-    "lowest",
-]
+# every `lowest` session (Python 3.10, each package), the runtime on 3.12 and the core's tests
+# on 3.13, so each Python runs on every run. The whole matrix runs in the GitHub workflow.
+CI_OTHER_CELLS = ["lowest", "runtime-3.12", "tests-3.13(package='core')"]
 
 
 @nox.session(default=False, venv_backend="none")

@@ -73,7 +73,8 @@ STEPS = """\
             constraints.txt
             packages/*/pyproject.toml
       - name: Install nox
-        run: uv tool install "nox>=2024.4.15"
+        # On the default Python: the noxfile reads TOML with tomllib (3.11 and later).
+        run: uv tool install --python %(default)s "nox>=2024.4.15"
       - name: nox -s "${{ matrix.session }}"
         env:
           SESSION: ${{ matrix.session }}
