@@ -8,9 +8,13 @@ that a changed VERSION moves every version and pin (.ci/check_dists.py).
 
 import importlib.metadata as md
 import re
+import sys
 from pathlib import Path
 
-import tomllib
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10: tomli (pytest's own dependency there) is the same parser
+    import tomli as tomllib
 from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -11,7 +11,7 @@ A folder whose packages are not all installed is not collected, so ``pytest test
 any install: the ``combo`` nox sessions collect the folders their extras cover. ``tests_all``
 installs everything and sets ``AUTOTIMM_REQUIRE_ALL=1``, where nothing may be left out. A test
 needing one package only lives in that package's folder, ``tests/<package>/``, and runs in its
-``tests(package=...)`` session.
+``tests-<python>(package=...)`` sessions.
 """
 
 from __future__ import annotations
