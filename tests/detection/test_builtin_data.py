@@ -91,7 +91,9 @@ def test_the_cache_folder_follows_the_environment(tmp_path, monkeypatch):
 
 
 def test_bad_names_and_mixed_sources_are_refused(tmp_path):
-    with pytest.raises(ValueError, match=r"Unknown dataset_name .coco.\. Valid names: photo_objects"):
+    with pytest.raises(
+        ValueError, match=r"Unknown dataset_name .coco.\. Valid names: photo_objects"
+    ):
         DetectionDataModule(dataset_name="coco")
     with pytest.raises(ValueError, match="leave out train_ann, format"):
         DetectionDataModule(dataset_name="photo_objects", train_ann="a.json", format="yolo")
