@@ -69,7 +69,7 @@ TASK_PACKAGES = ["core", "classification", "detection", "segmentation", "trainer
 TEST_EXTRAS = {
     "core": "tensorboard,export",
     "classification": "albumentations",
-    "detection": "albumentations",
+    "detection": "albumentations,builtin",
     "segmentation": "albumentations",
     "trainer": "plot",
 }

@@ -13,7 +13,7 @@ switched on (``--variants``), so that each option's effect is measured; ``--seed
 everything with N seeds and reports means. (``frozen_bn`` and ``trainable_layers`` are for
 pretrained backbones, which this offline benchmark cannot download: not measured here.)
 
-    pip install scikit-image   # the photos; not a dependency of AutoTimm
+    pip install "./packages/detection[builtin]"   # the photos (scikit-image, scikit-learn)
     OMP_NUM_THREADS=1 python benchmarks/detection_quality.py --variants ours,qfl --seeds 3
 """
 
@@ -23,20 +23,18 @@ import argparse
 import contextlib
 import io
 import json
-import math
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from detection_speed import copy_initial_weights, torchvision_fcos  # benchmarks/, beside this
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from autotimm_detection import ObjectDetector
+from autotimm_detection.data.builtin import render_scenes
 
 #: ObjectDetector variants: name -> options (each switches one of the accuracy tricks off).
 VARIANTS: dict[str, dict] = {
@@ -51,62 +49,10 @@ VARIANTS: dict[str, dict] = {
 }
 
 
-def _photos() -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Background photos and one object photo per class (RGB uint8)."""
-    from skimage import data
-    from sklearn.datasets import load_sample_images
-
-    def rgb(a: np.ndarray) -> np.ndarray:
-        return np.repeat(a[..., None], 3, -1) if a.ndim == 2 else a[..., :3]
-
-    backgrounds = [rgb(getattr(data, n)()) for n in ("rocket", "camera", "immunohistochemistry")]
-    backgrounds += list(load_sample_images().images)
-    objects = [rgb(getattr(data, n)()) for n in ("chelsea", "coffee", "astronaut")]
-    return backgrounds, objects
-
-
-def _crop(rng: np.random.Generator, photo: np.ndarray, h: int, w: int) -> np.ndarray:
-    ph, pw = photo.shape[:2]
-    side = rng.uniform(0.35, 1.0) * min(ph, pw)
-    ch, cw = int(side * min(1.0, h / w)), int(side * min(1.0, w / h))
-    y, x = rng.integers(0, ph - ch + 1), rng.integers(0, pw - cw + 1)
-    t = torch.from_numpy(np.ascontiguousarray(photo[y : y + ch, x : x + cw])).permute(2, 0, 1)
-    out = F.interpolate(t[None].float(), size=(h, w), mode="bilinear", antialias=True)[0]
-    return out.clamp(0, 255).byte()
-
-
 def make_dataset(num: int, size: int, seed: int) -> tuple[torch.Tensor, list[dict]]:
-    """``num`` images (uint8, size x size) with pasted objects, and their xyxy boxes/labels."""
-    rng = np.random.default_rng(seed)
-    backgrounds, objects = _photos()
-    images, targets = [], []
-    for _ in range(num):
-        img = _crop(rng, backgrounds[rng.integers(len(backgrounds))], size, size).clone()
-        boxes, labels = [], []
-        for _ in range(int(rng.integers(1, 5))):
-            side = rng.uniform(0.12, 0.8) * size
-            aspect = rng.uniform(0.6, 1.6)
-            h = max(4, min(size, int(side * math.sqrt(aspect))))
-            w = max(4, min(size, int(side / math.sqrt(aspect))))
-            y, x = int(rng.integers(0, size - h + 1)), int(rng.integers(0, size - w + 1))
-            label = int(rng.integers(len(objects)))
-            patch = _crop(rng, objects[label], h, w).float() * rng.uniform(0.75, 1.25)
-            img[:, y : y + h, x : x + w] = patch.clamp(0, 255).byte()
-            # Later pastes hide earlier boxes: drop the ones mostly covered.
-            kept = []
-            for b, lab in zip(boxes, labels):
-                ix = max(0, min(b[2], x + w) - max(b[0], x))
-                iy = max(0, min(b[3], y + h) - max(b[1], y))
-                if ix * iy < 0.5 * (b[2] - b[0]) * (b[3] - b[1]):
-                    kept.append((b, lab))
-            boxes, labels = [b for b, _ in kept], [lab for _, lab in kept]
-            boxes.append([x, y, x + w, y + h])
-            labels.append(label)
-        images.append(img)
-        targets.append(
-            {"boxes": torch.tensor(boxes, dtype=torch.float32), "labels": torch.tensor(labels)}
-        )
-    return torch.stack(images), targets
+    """``num`` images (uint8, size x size) with pasted objects, and their xyxy boxes/labels: the
+    generator of the built-in ``photo_objects`` set (``DetectionDataModule(dataset_name=...)``)."""
+    return render_scenes(num, size, seed)
 
 
 def write_coco(path: Path, targets: list[dict], size: int, num_classes: int) -> None:

@@ -46,6 +46,6 @@ def test_classification_example_runs_short(tmp_path):
         ]
     )
     lines = [json.loads(x) for x in (out / "predictions.jsonl").read_text().splitlines()]
-    assert len(lines) == 64  # one batch of the example's batch_size
+    assert len(lines) == 32  # one batch of the example's batch_size
     assert {d["label"] for d in lines[0]["predictions"]} <= {str(i) for i in range(10)}
-    assert len(lines[0]["predictions"]) == 5 and len(list(out.glob("*.png"))) == 64
+    assert len(lines[0]["predictions"]) == 5 and len(list(out.glob("*.png"))) == 32

@@ -43,14 +43,24 @@ class BaseTask(pl.LightningModule):
         metrics: MetricConfigs (or their dicts) to track; ``None`` uses the task's defaults.
         logging_config: extra values to log (learning rate, gradient norm) and the confusion
             matrix of single-label classification (on by default). Default ``LoggingConfig()``.
-        optimizer: optimizer name from ``list_optimizers()``. Default ``"adamw"``.
+        optimizer: optimizer name (any case), one of ``list_optimizers()``: torch's ``adadelta``,
+            ``adafactor``, ``adagrad``, ``adam``, ``adamax``, ``adamw``, ``asgd``, ``nadam``,
+            ``radam``, ``rmsprop``, ``rprop``, ``sgd``, or any of timm's (``lamb``, ``lars``,
+            ``lion``, ``adabelief``, ``adan``, ``adopt``, ``madgrad``, ``muon``, ``novograd``,
+            ``sgdp``, ``rmsproptf``... ``list_optimizers()["timm"]`` has them all). An unknown
+            name is an error at construction, with close matches. Default ``"adamw"``.
         lr: learning rate, also readable and writable as ``model.lr`` / ``model._lr``
             (what Lightning's LR finder sets). Default None: the task's ``default_lr``
             (1e-3 unless a task says otherwise).
         weight_decay: weight decay (never applied to biases and norm parameters). Default 1e-4.
         optimizer_kwargs: further optimizer arguments (``momentum``, ``betas``...).
-        scheduler: scheduler name or alias from ``list_schedulers()``, or ``None``/``"none"``.
-            Default ``"cosine"``.
+        scheduler: scheduler name or alias, one of ``list_schedulers()``: ``cosine``,
+            ``cosine_restarts``, ``onecycle``, ``linear``, ``poly``, ``step``, ``multistep``,
+            ``exponential``, ``plateau``, ``cyclic``, ``constantlr`` (and torch's class names such
+            as ``cosineannealinglr``), timm's ``cosinelrscheduler``, ``tanhlrscheduler``,
+            ``wsdlrscheduler``, ``steplrscheduler``, ``multisteplrscheduler``,
+            ``polylrscheduler``; or ``None``/``"none"`` for a constant learning rate. An unknown
+            name is an error at construction, with close matches. Default ``"cosine"``.
         scheduler_kwargs: scheduler arguments; run-length defaults are filled in from the trainer.
         freeze_backbone: train without updating the backbone; its BatchNorm statistics stay fixed
             too. Setting ``requires_grad=True`` on its parameters later unfreezes it. Default False.

@@ -9,6 +9,7 @@ from torch.utils.data import DataLoader
 
 from autotimm_core.data import BaseDataModule
 from autotimm_core.validation import check_choice
+from autotimm_detection.data.builtin import builtin_dir, resolve_dataset_name
 from autotimm_detection.data.coco import (
     CocoAnnotations,
     CocoDetection,
@@ -78,6 +79,15 @@ class DetectionDataModule(BaseDataModule):
               objects), image paths relative to ``data_dir``.
 
             For VOC and CSV the training split's class names, sorted, get ids ``0..n-1``.
+            With ``dataset_name``, the folder the built-in set is generated into. Default None:
+            the current folder, or for a built-in set ``$AUTOTIMM_DATA_DIR``, else
+            ``$XDG_CACHE_HOME/autotimm``, else ``~/.cache/autotimm``.
+        dataset_name: a built-in offline data set instead of your own files:
+            ``"photo_objects"`` (cats, coffee cups and astronauts cropped from scikit-image's
+            sample photos and pasted onto other photos, 128 px; 480 training, 96 validation and
+            96 test images; the ``autotimm-detection[builtin]`` extra). It is generated into
+            ``data_dir`` when this module is created the first time (a few seconds, seeded: the
+            same on every machine) and read as a COCO layout, like your own data. Default None.
         batch_size: images per batch. Default 16.
         train_ann: training annotation file, overriding the found layout. Default None.
         val_ann: validation annotation file, overriding the found layout. Default None.
@@ -129,7 +139,7 @@ class DetectionDataModule(BaseDataModule):
 
     def __init__(
         self,
-        data_dir: str | Path = ".",
+        data_dir: str | Path | None = None,
         batch_size: int = 16,
         train_ann: str | Path | None = None,
         val_ann: str | Path | None = None,
@@ -146,6 +156,7 @@ class DetectionDataModule(BaseDataModule):
         val_csv: str | Path | None = None,
         test_csv: str | Path | None = None,
         image_dir: str | Path | None = None,
+        dataset_name: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(batch_size=batch_size, **kwargs)
@@ -153,7 +164,23 @@ class DetectionDataModule(BaseDataModule):
             # A pipeline object cannot go into a checkpoint (loaded with weights_only=True):
             # it stays on this instance only.
             self.hparams["train_transforms"] = None
-        self.data_dir = Path(data_dir)
+        self.dataset_name = dataset_name
+        if dataset_name is not None:
+            key = resolve_dataset_name(dataset_name)
+            own = {"train_ann": train_ann, "val_ann": val_ann, "test_ann": test_ann}
+            own |= {"train_images": train_images, "val_images": val_images}
+            own |= {"test_images": test_images, "train_csv": train_csv, "val_csv": val_csv}
+            own |= {"test_csv": test_csv, "image_dir": image_dir}
+            given = [k for k, v in own.items() if v is not None]
+            given += [] if format in ("auto", "coco") else ["format"]
+            if given:
+                raise ValueError(
+                    f"dataset_name={dataset_name!r} is a built-in data set: leave out "
+                    f"{', '.join(given)} (they read your own files), or leave out dataset_name"
+                )
+            # Generated once (atomically) and then read as COCO, the path your own data takes.
+            data_dir = builtin_dir(key, data_dir)
+        self.data_dir = Path("." if data_dir is None else data_dir)
         self.min_box_size = min_box_size
         self.min_visibility = min_visibility
         self.train_transforms = train_transforms
