@@ -122,7 +122,11 @@ def test_meta_extras_install_what_a_full_install_had():
     assert _sibling_extras("autotimm-classification", extras, "classification") == {
         "albumentations"
     }
-    assert _sibling_extras("autotimm-detection", extras, "detection") == {"albumentations"}
+    # The detection extra also brings the built-in offline set (its quick start's data).
+    assert _sibling_extras("autotimm-detection", extras, "detection") == {
+        "albumentations",
+        "builtin",
+    }
     assert _sibling_extras("autotimm-trainer", extras, "trainer") == {"plot"}
     for extra in ["classification", "detection", "trainer"]:
         assert _sibling_extras("autotimm-core", extras, extra) == {"tensorboard"}, extra
