@@ -20,7 +20,8 @@ GitHub workflow (.github/workflows/ci.yml, written from ``nox -l --json`` by
 
 A plain ``nox`` runs the whole matrix (hours on 2 cores). ``nox -s ci`` is what .ci/run runs
 there within 30 minutes: every session on DEFAULT_PYTHON, every ``lowest`` session (on 3.10)
-and the runtime on 3.12 and 3.13 (CI_OTHER_CELLS), so every Python runs on every run.
+and the core (torch, timm, Lightning) and the runtime on 3.12 and 3.13 (CI_OTHER_CELLS), so
+every Python runs on every run.
 
     nox -s ci                 # the local CI run (.ci/run)
     nox -l                    # the whole matrix
@@ -361,7 +362,13 @@ def docs(session: nox.Session) -> None:
 # Python runs on every run. The torch stack on 3.12 and 3.13 (`tests-3.12(...)`,
 # `tests-3.13(...)`) runs in the GitHub workflow, which runs the whole matrix: here each such
 # cell would cost 2-3 minutes more.
-CI_OTHER_CELLS = ["lowest", "runtime-3.12", "runtime-3.13"]
+CI_OTHER_CELLS = [
+    "lowest",
+    "tests-3.12(package='core')",
+    "tests-3.13(package='core')",
+    "runtime-3.12",
+    "runtime-3.13",
+]
 
 
 @nox.session(default=False, venv_backend="none")
