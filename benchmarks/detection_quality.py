@@ -34,7 +34,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from autotimm_detection import ObjectDetector
-from autotimm_detection.data.builtin import render_scenes
+from autotimm_detection.data.builtin import coco_dict, render_scenes
 
 #: ObjectDetector variants: name -> options (each switches one of the accuracy tricks off).
 VARIANTS: dict[str, dict] = {
@@ -56,26 +56,9 @@ def make_dataset(num: int, size: int, seed: int) -> tuple[torch.Tensor, list[dic
 
 
 def write_coco(path: Path, targets: list[dict], size: int, num_classes: int) -> None:
-    images = [
-        {"id": i + 1, "file_name": f"{i}.png", "width": size, "height": size}
-        for i in range(len(targets))
-    ]
-    anns = []
-    for i, t in enumerate(targets):
-        for b, lab in zip(t["boxes"].tolist(), t["labels"].tolist()):
-            w, h = b[2] - b[0], b[3] - b[1]
-            anns.append(
-                {
-                    "id": len(anns) + 1,
-                    "image_id": i + 1,
-                    "category_id": lab + 1,
-                    "bbox": [b[0], b[1], w, h],
-                    "area": w * h,
-                    "iscrowd": 0,
-                }
-            )
-    cats = [{"id": c + 1, "name": str(c)} for c in range(num_classes)]
-    path.write_text(json.dumps({"images": images, "annotations": anns, "categories": cats}))
+    """The validation ground truth as COCO JSON (the built-in set's writer, classes 0..C-1)."""
+    names = [str(c) for c in range(num_classes)]
+    path.write_text(json.dumps(coco_dict(targets, size, names)))
 
 
 def pycocotools_map(ann_file: Path, dets: list[dict]) -> tuple[float, float]:
