@@ -184,6 +184,12 @@ def main() -> None:
         help="repeat every model with this many seeds (initial weights and batch order) and "
         "report the mean: a small set's mAP varies a lot from one seed to the next",
     )
+    ap.add_argument(
+        "--first-seed",
+        type=int,
+        default=0,
+        help="the first seed (seeds first..first+N-1): to add seeds to an earlier run",
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     names = list(VARIANTS) if args.variants == "all" else args.variants.split(",")
@@ -217,7 +223,7 @@ def main() -> None:
             )
 
         rows = []
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             torch.manual_seed(seed)
             tv = torchvision_fcos(
                 args.backbone, num_classes, args.image_size, args.fpn_channels, args.head_num_convs

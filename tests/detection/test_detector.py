@@ -103,9 +103,43 @@ def test_data_config_with_another_resize_mode_is_refused():
         ObjectDetector("test_resnet", num_classes=2, data_config={"resize_mode": "crop"}, **SMALL)
 
 
-def test_num_classes_is_required():
-    with pytest.raises(ValueError, match="ObjectDetector needs num_classes"):
-        ObjectDetector("test_resnet", pretrained=False)
+def test_num_classes_none_takes_the_data_modules_classes_and_ids(shapes_root, tmp_path):
+    model = ObjectDetector("test_resnet", image_size=64, **SMALL)
+    assert model.num_classes is None and not hasattr(model, "head")
+    with pytest.raises(ValueError, match=r"ObjectDetector was created with num_classes=None"):
+        model(torch.zeros(1, 3, 64, 64, dtype=torch.uint8))
+    dm = DetectionDataModule(shapes_root, image_size=64, batch_size=4, num_workers=0)
+    trainer = _trainer(fast_dev_run=1)
+    trainer.fit(model, datamodule=dm)
+    assert model.num_classes == 3 and model.hparams["num_classes"] == 3
+    assert model.head.cls_logits.out_channels == 3
+    assert model.class_names == ["red", "green", "blue"] and model.category_ids == [1, 3, 7]
+    ckpt = tmp_path / "detector.ckpt"
+    trainer.save_checkpoint(ckpt)
+    loaded = ObjectDetector.load_from_checkpoint(ckpt).eval()
+    assert loaded.num_classes == 3 and loaded.category_ids == [1, 3, 7]
+    image = next((shapes_root / "val2017").iterdir())
+    (mine,), (theirs,) = model.eval().predict([image]), loaded.predict([image])
+    assert torch.equal(mine["boxes"], theirs["boxes"]) and mine["labels"].tolist() == (
+        theirs["labels"].tolist()
+    )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"num_classes": 0}, "num_classes must be a positive int .*or None to take the data"),
+        ({"num_classes": 2, "class_names": ["a"]}, "class_names has 1 entries but num_classes=2"),
+    ],
+)
+def test_bad_num_classes_is_named(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        ObjectDetector("test_resnet", **kwargs, **SMALL)
+
+
+def test_num_classes_follows_the_given_class_names():
+    model = ObjectDetector("test_resnet", class_names=["cat", "dog"], image_size=64, **SMALL)
+    assert model.num_classes == 2 and model.head.cls_logits.out_channels == 2
 
 
 def test_freeze_backbone_keeps_weights_and_batchnorm_statistics(shapes_root):

@@ -54,7 +54,7 @@ def test_feature_adapter_names_the_strides_it_needs():
         ({"ignore_index": -100}, r"ignore_index must be in \[0, 255\]"),
         ({"class_weights": [1.0, 2.0]}, r"class_weights must be 4 non-negative numbers"),
         ({"loss": "lovasz", "class_weights": [1, 1, 1, 1]}, "loss='lovasz'.*takes none"),
-        ({"num_classes": None}, "needs num_classes"),
+        ({"num_classes": 0}, "num_classes must be a positive int .*or None to take the data"),
     ],
 )
 def test_bad_arguments_are_named(kwargs, message):
@@ -168,3 +168,37 @@ def test_draw_segmentation_colours_only_classes(tmp_path):
     assert (out[:5] == 100).all()
     assert not (out[5:] == 100).all()
     assert not np.array_equal(out[9, 0], out[9, 9])  # classes 0 and 1 get different colours
+
+
+def test_num_classes_none_takes_the_data_modules_classes(scenes_root, tmp_path):
+    model = SemanticSegmentor(
+        "resnet18", pretrained=False, image_size=64, class_weights=[1.0, 2.0, 2.0, 2.0]
+    )
+    assert model.num_classes is None and not hasattr(model, "head")
+    with pytest.raises(ValueError, match=r"SemanticSegmentor was created with num_classes=None"):
+        model(torch.zeros(1, 3, 64, 64, dtype=torch.uint8))
+    data = SegmentationDataModule(scenes_root, image_size=64, batch_size=8, num_workers=0)
+    trainer = pl.Trainer(
+        fast_dev_run=1,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer.fit(model, datamodule=data)
+    assert model.num_classes == 4 and model.hparams["num_classes"] == 4
+    assert model.head.classifier.out_channels == 4
+    assert model.class_names == ["background", "red", "green", "blue"]
+    assert "val/iou/red" in trainer.callback_metrics  # metrics built for the data's classes
+    ckpt = tmp_path / "segmentor.ckpt"
+    trainer.save_checkpoint(ckpt)
+    loaded = SemanticSegmentor.load_from_checkpoint(ckpt).eval()
+    images = torch.randint(0, 256, (1, 3, 64, 64), dtype=torch.uint8)
+    assert torch.equal(loaded(images), model.eval()(images))
+
+    wrong = SemanticSegmentor("resnet18", pretrained=False, image_size=64, class_weights=[1, 2])
+    with pytest.raises(ValueError, match=r"class_weights must be 4 non-negative numbers"):
+        trainer.fit(wrong, datamodule=data)

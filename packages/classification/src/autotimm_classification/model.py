@@ -18,25 +18,26 @@ from autotimm_core import BaseTask, MetricConfig, create_backbone
 from autotimm_core.data import ClassCounts, DataConfig, ImageInput, read_image
 
 
-def _check_class_weights(value: Any, num_classes: int) -> torch.Tensor | None:
-    """The initial loss weights for ``class_weights`` (ones for ``"balanced"``, filled at fit)."""
+def _check_class_weights(value: Any, num_classes: int | None) -> torch.Tensor | None:
+    """The initial loss weights for ``class_weights`` (ones for ``"balanced"``, filled at fit);
+    with ``num_classes=None`` (not known yet) only the values' form is checked."""
     if value is None:
         return None
+    count = "num_classes" if num_classes is None else num_classes
     if isinstance(value, str):
         if value != "balanced":
             raise ValueError(
-                f"class_weights must be None, 'balanced' or a list of {num_classes} numbers, "
+                f"class_weights must be None, 'balanced' or a list of {count} numbers, "
                 f"got {value!r}"
             )
-        return torch.ones(num_classes)
+        return None if num_classes is None else torch.ones(num_classes)
     try:
         weights = torch.as_tensor([float(w) for w in value], dtype=torch.float32)
     except (TypeError, ValueError):
         raise ValueError(
-            f"class_weights must be None, 'balanced' or a list of {num_classes} numbers, "
-            f"got {value!r}"
+            f"class_weights must be None, 'balanced' or a list of {count} numbers, got {value!r}"
         ) from None
-    if weights.numel() != num_classes:
+    if num_classes is not None and weights.numel() != num_classes:
         raise ValueError(
             f"class_weights has {weights.numel()} values but num_classes={num_classes}"
         )
@@ -74,7 +75,10 @@ class ImageClassifier(BaseTask):
     Args:
         backbone: any timm model name (CNN or transformer), e.g. ``"resnet50"``,
             ``"vit_small_patch16_224"``, ``"hf-hub:org/repo"``. Default ``"resnet50"``.
-        num_classes: number of classes (labels, with ``multi_label``). Required.
+        num_classes: number of classes (labels, with ``multi_label``). Default None: the
+            length of ``class_names`` if given, else the data module's, taken when a fit (or
+            evaluation) starts (the head, metrics, class weights and Mixup are built then; a
+            data module whose count differs from a given one is an error).
         pretrained: start from timm's pretrained weights (downloaded once). Default True.
         head_dropout: dropout rate before the classifier (timm's ``drop_rate``). Default 0.0.
         label_smoothing: label smoothing for the loss (targets move towards uniform for
@@ -133,6 +137,7 @@ class ImageClassifier(BaseTask):
     )
     default_metric_task = "multiclass"
     export_task = "classification"
+    takes_num_classes_from_data = True
 
     def __init__(
         self,
@@ -155,8 +160,13 @@ class ImageClassifier(BaseTask):
     ) -> None:
         if num_classes is None and class_names is not None:
             num_classes = len(class_names)
-        if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
-            raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+        if num_classes is not None and (
+            not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1
+        ):
+            raise ValueError(
+                f"num_classes must be a positive int, or None to take the data module's, got "
+                f"{num_classes!r}"
+            )
         if class_names is not None and len(class_names) != num_classes:
             raise ValueError(
                 f"class_names has {len(class_names)} names but num_classes={num_classes}"
@@ -165,9 +175,10 @@ class ImageClassifier(BaseTask):
             raise ValueError(f"head_dropout must be in [0, 1), got {head_dropout!r}")
         if not 0.0 <= label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing!r}")
-        weights = _check_class_weights(class_weights, num_classes)
-        mixup = create_mixup(
-            mixup_alpha, cutmix_alpha, num_classes, label_smoothing, multi_label, mixup_kwargs
+        # Checked now (the values' form, and their count when num_classes is known).
+        _check_class_weights(class_weights, num_classes)
+        create_mixup(
+            mixup_alpha, cutmix_alpha, num_classes or 2, label_smoothing, multi_label, mixup_kwargs
         )
         super().__init__(
             num_classes=num_classes,
@@ -176,20 +187,18 @@ class ImageClassifier(BaseTask):
             **kwargs,
         )
         self.save_task_hyperparameters()
-        self.num_classes = num_classes
         self.multi_label = bool(multi_label)
         self.label_smoothing = float(label_smoothing)
         self.class_weights = class_weights
-        #: timm's Mixup for training batches (None: off).
-        self.mixup = mixup
-        if weights is not None:
-            # A buffer: moves with the model and is saved in checkpoints ("balanced" values too).
-            self.register_buffer("loss_class_weights", weights)
+        #: timm's Mixup for training batches (None: off, or until num_classes is known).
+        self.mixup = None
         self.class_names = None if class_names is None else [str(c) for c in class_names]
+        # Without num_classes the network is built headless (timm's num_classes=0: the pretrained
+        # weights load the same) and gets timm's reset_classifier head from the data module's.
         self.backbone = create_backbone(
             backbone,
             pretrained=pretrained,
-            num_classes=num_classes,
+            num_classes=num_classes or 0,
             drop_rate=head_dropout,
             **(backbone_kwargs or {}),
         )
@@ -201,7 +210,33 @@ class ImageClassifier(BaseTask):
             self._resize_backbone(backbone, built, cfg.image_size)
         if self.freeze_backbone_at_start:
             self.freeze_backbone()
-        self.apply_network_options()
+        if num_classes is not None:
+            self.build_class_layers(num_classes, reset_head=False)
+            self.apply_network_options()
+
+    def build_class_layers(self, num_classes: int, reset_head: bool = True) -> None:
+        """The parts that depend on ``num_classes``: the classifier head (timm's
+        ``reset_classifier``, for a model created with ``num_classes=None``; a trainable one
+        under ``freeze_backbone`` too), the loss weights and Mixup.
+
+        Raises:
+            ValueError: ``class_weights`` does not hold ``num_classes`` values.
+        """
+        if reset_head:
+            self.backbone.reset_classifier(num_classes)
+        hp = self.hparams
+        weights = _check_class_weights(self.class_weights, num_classes)
+        if weights is not None:
+            # A buffer: moves with the model and is saved in checkpoints ("balanced" values too).
+            self.register_buffer("loss_class_weights", weights)
+        self.mixup = create_mixup(
+            hp["mixup_alpha"],
+            hp["cutmix_alpha"],
+            num_classes,
+            self.label_smoothing,
+            self.multi_label,
+            hp["mixup_kwargs"],
+        )
 
     def _resize_backbone(self, name: str, built: int, size: int) -> None:
         # timm resamples the position embeddings (pretrained ones too) to the new grid.
@@ -217,6 +252,7 @@ class ImageClassifier(BaseTask):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Logits ``(N, num_classes)`` for images ``(N, 3, H, W)``: uint8 (normalized here with
         :attr:`data_config`'s mean and std) or floats that are normalized already."""
+        self.require_num_classes()
         return self.backbone(self.prepare_images(images))
 
     def freeze_backbone(self) -> None:
@@ -390,6 +426,7 @@ class ImageClassifier(BaseTask):
         Raises:
             ValueError: ``threshold`` on a model without ``multi_label``, or outside [0, 1].
         """
+        self.require_num_classes()
         if threshold is not None:
             if not self.multi_label:
                 raise ValueError(

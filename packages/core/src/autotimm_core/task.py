@@ -134,24 +134,95 @@ class BaseTask(pl.LightningModule):
         self.logging_config = LoggingConfig.coerce(logging_config)
         configs = self.default_metrics if metrics is None else metrics
         self.metric_configs = [MetricConfig.coerce(m) for m in configs]
-        task = metric_task or self.default_metric_task
-        # Single-label classification keeps a confusion matrix on val and test (written at
-        # each epoch end by _log_stage_metrics); LoggingConfig(log_confusion_matrix=False) opts out.
-        confusion = (
-            ("val", "test")
-            if self.logging_config.log_confusion_matrix
-            and task == "multiclass"
-            and num_classes is not None
-            else ()
-        )
-        self.metric_manager = MetricManager(
-            self.metric_configs, num_classes, task, confusion_matrix=confusion
+        self.metric_task = metric_task or self.default_metric_task
+        #: The number of classes; None until the data module tells it when the task
+        #: ``takes_num_classes_from_data`` (see :meth:`adopt_num_classes`).
+        self.num_classes = num_classes
+        # A task waiting for num_classes builds its metrics when it arrives (accuracy, mIoU
+        # and the confusion matrix need it).
+        self.metric_manager = (
+            MetricManager([], None, self.metric_task)
+            if self.num_classes_pending
+            else self._create_metric_manager(num_classes)
         )
         self._scheduler_interval = "epoch"
         # This step's training loss terms by name, for AutoTrainer's non-finite loss check.
         self._train_loss_terms: dict[str, torch.Tensor] = {}
         # The last evaluation's per-class values, {stage: {metric: {class: value}}}.
         self._per_class: dict[str, dict[str, dict[str, float]]] = {}
+
+    def _create_metric_manager(self, num_classes: int | None) -> MetricManager:
+        # Single-label classification keeps a confusion matrix on val and test (written at
+        # each epoch end by _log_stage_metrics); LoggingConfig(log_confusion_matrix=False) opts out.
+        confusion = (
+            ("val", "test")
+            if self.logging_config.log_confusion_matrix
+            and self.metric_task == "multiclass"
+            and num_classes is not None
+            else ()
+        )
+        return MetricManager(
+            self.metric_configs, num_classes, self.metric_task, confusion_matrix=confusion
+        )
+
+    # ----------------------------------------------------------------- num_classes from data
+    #: Whether the task can be created with ``num_classes=None`` and take the number from its
+    #: data module when a stage starts (:meth:`adopt_num_classes`); such a task builds what
+    #: depends on it in :meth:`build_class_layers`.
+    takes_num_classes_from_data: bool = False
+
+    @property
+    def num_classes_pending(self) -> bool:
+        """True while a task created with ``num_classes=None`` waits for its data module's."""
+        return self.takes_num_classes_from_data and getattr(self, "num_classes", None) is None
+
+    def adopt_num_classes(self, num_classes: int) -> None:
+        """Finish a task created with ``num_classes=None``: build its class-dependent layers,
+        metrics and loss weights for ``num_classes`` (the data module's, handed over by
+        :class:`~autotimm_core.DataContract` when a stage starts, before the task's ``setup``,
+        the optimizer and the move to the device). The value goes into the hyperparameters, so
+        checkpoints and ``hparams.yaml`` hold it and ``load_from_checkpoint`` rebuilds the whole
+        model. A task that has its ``num_classes`` already is left as it is.
+
+        Raises:
+            ValueError: ``num_classes`` is not a positive int.
+        """
+        if not self.num_classes_pending:
+            return
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+            raise ValueError(
+                f"{type(self).__name__}: num_classes must be a positive int, got {num_classes!r}"
+            )
+        self.num_classes = num_classes
+        if "num_classes" in self.hparams:
+            # Lightning's public way to change saved values (hparams and hparams_initial).
+            self.save_hyperparameters({**self.hparams, "num_classes": num_classes})
+        self.metric_manager = self._create_metric_manager(num_classes)
+        self.build_class_layers(num_classes)
+        self.apply_network_options()
+
+    def build_class_layers(self, num_classes: int) -> None:
+        """Build what depends on ``num_classes`` (a classifier head, loss weights...): a task
+        with ``takes_num_classes_from_data`` implements it; :meth:`adopt_num_classes` calls it."""
+        raise NotImplementedError(
+            f"{type(self).__name__} sets takes_num_classes_from_data but has no build_class_layers"
+        )
+
+    def require_num_classes(self) -> None:
+        """Raise the error that explains ``num_classes=None`` while it is still unknown (what a
+        task's ``forward`` calls first: its class layers do not exist yet).
+
+        Raises:
+            ValueError: the task is still waiting for its data module's ``num_classes``.
+        """
+        if self.num_classes_pending:
+            name = type(self).__name__
+            raise ValueError(
+                f"{name} was created with num_classes=None: it takes the number of classes "
+                "from its data module when a stage starts (trainer.fit(model, datamodule=dm) "
+                f"with a data module that has num_classes); pass {name}(num_classes=N) to use "
+                "it without one"
+            )
 
     # ----------------------------------------------------------------- hyperparameters
     def save_task_hyperparameters(self, ignore: Sequence[str] = ()) -> None:
@@ -319,6 +390,9 @@ class BaseTask(pl.LightningModule):
                 module.compile(**self.compile_options)
 
     def setup(self, stage: str) -> None:
+        # DataContract (a callback: its setup runs before this) has handed over the data
+        # module's num_classes if there was one to hand over.
+        self.require_num_classes()
         self.apply_network_options()
 
     # ----------------------------------------------------------------- freezing
@@ -544,12 +618,14 @@ class BaseTask(pl.LightningModule):
             The path written.
 
         Raises:
-            ValueError: an unknown suffix (the valid ones are listed) or a bad argument.
+            ValueError: an unknown suffix (the valid ones are listed), a bad argument, or a
+                task created with ``num_classes=None`` that has not been fitted yet.
             ImportError: ONNX export without the ``export`` extra (the command is given).
             ExportParityError: the check failed (it names the output and the difference).
         """
         from autotimm_core.export import export_model
 
+        self.require_num_classes()
         return export_model(self, path, image_size, batch_size, opset, check, example_input)
 
     def export_module(self, image_size: int) -> torch.nn.Module:

@@ -59,7 +59,8 @@ def iou_aware_cls_loss(
     if kind == "quality_focal":
         return bce * (prob - quality).abs().pow(gamma)
     positive = (quality > 0).to(logits.dtype)
-    weight = quality * positive + alpha * prob.detach().pow(gamma) * (1 - positive)
+    # The negatives' weight keeps its gradient, as in VarifocalNet's and mmdetection's code.
+    weight = quality * positive + alpha * prob.pow(gamma) * (1 - positive)
     return bce * weight
 
 

@@ -54,7 +54,10 @@ class ObjectDetector(BaseTask):
 
     Args:
         backbone: timm model name (CNNs, Swin, ConvNeXt, MaxViT, ViT...). Default ``"resnet50"``.
-        num_classes: number of object classes (required; must match the data module).
+        num_classes: number of object classes. Default None: the length of ``class_names`` or
+            ``category_ids`` if given, else the data module's, taken when a fit (or evaluation)
+            starts (the head is built then); a data module whose count differs from a given one
+            is an error.
         pretrained: load the backbone's pretrained weights. Default True.
         fpn_channels: FPN and head width. Default 256.
         head_num_convs: conv blocks per head tower. Default 4.
@@ -116,6 +119,7 @@ class ObjectDetector(BaseTask):
     default_metrics = (default_map_config(),)
     default_lr = 1e-4
     export_task = "detection"
+    takes_num_classes_from_data = True
 
     def __init__(
         self,
@@ -146,10 +150,15 @@ class ObjectDetector(BaseTask):
         frozen_bn: bool = False,
         **kwargs: Any,
     ) -> None:
-        if not (isinstance(num_classes, int) and num_classes > 0):
+        if num_classes is None:
+            given = class_names if class_names is not None else category_ids
+            num_classes = None if given is None else len(given)
+        if num_classes is not None and not (
+            isinstance(num_classes, int) and not isinstance(num_classes, bool) and num_classes > 0
+        ):
             raise ValueError(
-                f"ObjectDetector needs num_classes, a positive int (the number of object classes "
-                f"in your data, e.g. data.num_classes), got {num_classes!r}"
+                f"ObjectDetector's num_classes must be a positive int (the number of object "
+                f"classes in your data), or None to take the data module's, got {num_classes!r}"
             )
         for name, names in (("class_names", class_names), ("category_ids", category_ids)):
             if names is not None and len(names) != num_classes:
@@ -172,11 +181,8 @@ class ObjectDetector(BaseTask):
             kwargs["metrics"] = with_exact_map_params(kwargs["metrics"])
         super().__init__(num_classes=num_classes, **kwargs)
         self.save_task_hyperparameters()
-        self.num_classes = num_classes
-        self.class_names = (
-            list(class_names) if class_names else [str(i) for i in range(num_classes)]
-        )
-        self.category_ids = list(category_ids) if category_ids else list(range(num_classes))
+        self.class_names = list(class_names) if class_names else None
+        self.category_ids = list(category_ids) if category_ids else None
 
         # The size by the same rule as data_config below (explicit > 640), known before the
         # backbone: fixed-size backbones are built once, for it. Checked first (no download).
@@ -200,14 +206,8 @@ class ObjectDetector(BaseTask):
         self.adapter = PyramidAdapter(info.channels(), info.reduction(), name=backbone)
         self.fpn = FPN(self.adapter.out_channels, fpn_channels)
         self.fpn_levels = levels
-        self.head = FCOSHead(
-            fpn_channels,
-            num_classes,
-            num_convs=head_num_convs,
-            num_levels=len(levels),
-            prior_probability=prior_probability,
-            channels=head_channels,
-        )
+        if num_classes is not None:
+            self.build_class_layers(num_classes)
         if frozen_bn:
             freeze_batch_norm_2d(self.backbone)
         if trainable_layers is not None:
@@ -215,9 +215,36 @@ class ObjectDetector(BaseTask):
         self._points_cache: dict[Any, tuple[Tensor, Tensor, list[int], Tensor]] = {}
         if self.freeze_backbone_at_start:
             self.freeze_backbone()
-        self.apply_network_options()
+        if num_classes is not None:
+            self.apply_network_options()
 
     # ----------------------------------------------------------------- network
+    def build_class_layers(self, num_classes: int) -> None:
+        """The FCOS head (its classifier has ``num_classes`` outputs) and the default label
+        names (``"0"``, ``"1"``...) and category ids (``0..num_classes-1``) where none are given;
+        built at construction, or for a detector created with ``num_classes=None`` from the data
+        module's when a stage starts.
+
+        Raises:
+            ValueError: ``class_names`` or ``category_ids`` does not hold ``num_classes`` entries.
+        """
+        hp = self.hparams
+        for name in ("class_names", "category_ids"):
+            if hp[name] is not None and len(hp[name]) != num_classes:
+                raise ValueError(
+                    f"{name} has {len(hp[name])} entries but num_classes={num_classes}"
+                )
+        self.class_names = self.class_names or [str(i) for i in range(num_classes)]
+        self.category_ids = self.category_ids or list(range(num_classes))
+        self.head = FCOSHead(
+            hp["fpn_channels"],
+            num_classes,
+            num_convs=hp["head_num_convs"],
+            num_levels=len(self.fpn_levels),
+            prior_probability=hp["prior_probability"],
+            channels=hp["head_channels"],
+        )
+
     def _freeze_early_stages(self, name: str, trainable: int) -> None:
         """Freeze the backbone's top-level modules before its last ``trainable`` pyramid stages."""
         children = [n for n, _ in self.backbone.named_children()]
@@ -267,6 +294,7 @@ class ObjectDetector(BaseTask):
             ``points`` (P, 2), ``point_strides`` (P,), ``num_points_per_level``, ``size_ranges``
             (P, 2) and ``image_size`` (H, W).
         """
+        self.require_num_classes()
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"images must be (B, 3, H, W), got shape {tuple(images.shape)}")
         x = self.prepare_images(images)
@@ -534,6 +562,7 @@ class ObjectDetector(BaseTask):
             Per image: ``boxes`` (n, 4) xyxy in the image's own pixels, ``scores`` (n,), ``labels``
             (n,) as the data set's category ids and ``label_names``.
         """
+        self.require_num_classes()
         single = not isinstance(images, (list, tuple))
         items = [images] if single else list(images)
         transform = build_detection_transform(self.data_config, train=False, min_box_size=0.0)

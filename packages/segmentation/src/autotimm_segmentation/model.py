@@ -27,6 +27,20 @@ from autotimm_segmentation.metrics import default_segmentation_metrics, with_seg
 SEGMENTATION_IMAGE_SIZE = 512
 
 
+def _check_class_weights(weights: Sequence[float] | None, num_classes: int | None) -> None:
+    """``class_weights``: non-negative numbers, one per class (their count once it is known)."""
+    if weights is None:
+        return
+    values = list(weights)
+    count = "num_classes" if num_classes is None else num_classes
+    if (num_classes is not None and len(values) != num_classes) or any(
+        float(w) < 0 for w in values
+    ):
+        raise ValueError(
+            f"class_weights must be {count} non-negative numbers (one per class), got {values}"
+        )
+
+
 class SemanticSegmentor(BaseTask):
     """Semantic segmentation on any timm backbone with ``features_only``.
 
@@ -40,8 +54,10 @@ class SemanticSegmentor(BaseTask):
     Args:
         backbone: timm model name (``"resnet50"``, ``"convnext_tiny"``, ``"swin_tiny_patch4_window7_224"``,
             ``"vit_small_patch16_224"``...). Default ``"resnet50"``.
-        num_classes: number of classes (required; must match the data module), the ignore value
-            not counted.
+        num_classes: number of classes, the ignore value not counted. Default None: the length
+            of ``class_names`` if given, else the data module's, taken when a fit (or
+            evaluation) starts (the head and loss are built then); a data module whose count
+            differs from a given one is an error.
         pretrained: load the backbone's pretrained weights. Default True.
         head: ``"fpn"`` (semantic FPN), ``"unet"`` (U-Net decoder) or ``"deeplabv3plus"``
             (ASPP + low-level skip). Default ``"fpn"``.
@@ -72,6 +88,7 @@ class SemanticSegmentor(BaseTask):
 
     default_lr = 1e-4
     export_task = "segmentation"
+    takes_num_classes_from_data = True
 
     def __init__(
         self,
@@ -90,12 +107,12 @@ class SemanticSegmentor(BaseTask):
     ) -> None:
         if num_classes is None and class_names is not None:
             num_classes = len(class_names)
-        if not (isinstance(num_classes, int) and not isinstance(num_classes, bool)):
-            num_classes = None
-        if num_classes is None or num_classes < 1:
+        if num_classes is not None and not (
+            isinstance(num_classes, int) and not isinstance(num_classes, bool) and num_classes > 0
+        ):
             raise ValueError(
-                "SemanticSegmentor needs num_classes, a positive int (the number of classes in "
-                "your masks, e.g. data.num_classes)"
+                f"SemanticSegmentor's num_classes must be a positive int (the number of classes "
+                f"in your masks), or None to take the data module's, got {num_classes!r}"
             )
         check_choice("head", head, HEADS)
         check_choice("loss", loss, LOSSES)
@@ -107,13 +124,7 @@ class SemanticSegmentor(BaseTask):
             raise ValueError(
                 f"class_names has {len(class_names)} names but num_classes={num_classes}"
             )
-        if class_weights is not None:
-            weights = list(class_weights)
-            if len(weights) != num_classes or any(float(w) < 0 for w in weights):
-                raise ValueError(
-                    f"class_weights must be {num_classes} non-negative numbers (one per class), "
-                    f"got {weights}"
-                )
+        _check_class_weights(class_weights, num_classes)
         given = kwargs.get("metrics")
         kwargs["metrics"] = (
             default_segmentation_metrics(ignore_index)
@@ -125,7 +136,6 @@ class SemanticSegmentor(BaseTask):
         # The hyperparameters keep the metrics as given (None: the defaults for ignore_index).
         kwargs["metrics"] = given
         self.save_task_hyperparameters()
-        self.num_classes = num_classes
         self.ignore_index = ignore_index
         self.class_names = None if class_names is None else [str(c) for c in class_names]
 
@@ -151,16 +161,32 @@ class SemanticSegmentor(BaseTask):
         self.adapter = FeatureAdapter(
             info.channels(), info.reduction(), backbone, strides=HEAD_STRIDES, task="segmentation"
         )
-        self.head = build_head(head, self.adapter.out_channels, num_classes, head_channels)
-        self.criterion = build_loss(loss, ignore_index, class_weights)
+        if num_classes is not None:
+            self.build_class_layers(num_classes)
         if self.freeze_backbone_at_start:
             self.freeze_backbone()
+
+    def build_class_layers(self, num_classes: int) -> None:
+        """The head (``num_classes`` output maps) and the loss (with its class weights): built
+        at construction, or for a model created with ``num_classes=None`` from the data
+        module's when a stage starts.
+
+        Raises:
+            ValueError: ``class_weights`` does not hold ``num_classes`` values.
+        """
+        hp = self.hparams
+        _check_class_weights(hp["class_weights"], num_classes)
+        self.head = build_head(
+            hp["head"], self.adapter.out_channels, num_classes, hp["head_channels"]
+        )
+        self.criterion = build_loss(hp["loss"], self.ignore_index, hp["class_weights"])
 
     # ----------------------------------------------------------------- network
     def forward(self, images: Tensor) -> Tensor:
         """Logits ``(B, num_classes, H, W)`` at the input size for images ``(B, 3, H, W)``: uint8
         (normalized here with :attr:`data_config`'s mean and std) or floats normalized already
         (as the data module's ``on_after_batch_transfer`` gives them)."""
+        self.require_num_classes()
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"images must be (B, 3, H, W), got shape {tuple(images.shape)}")
         x = self.prepare_images(images)
@@ -262,6 +288,7 @@ class SemanticSegmentor(BaseTask):
             Per image: ``"mask"``, the class map ``(H, W)`` (int64 class indices) at the image's
             original size, and with ``return_probabilities`` ``"probabilities"`` ``(C, H, W)``.
         """
+        self.require_num_classes()
         single = not isinstance(images, (list, tuple))
         items = [images] if single else list(images)
         transform = build_segmentation_transform(

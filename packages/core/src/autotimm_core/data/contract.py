@@ -40,7 +40,8 @@ class DataContract(Callback):
     """Checks and shares what a task and its data module declare, at the start of each stage.
 
     - ``num_classes``: a model and data that disagree stop the run with a ValueError naming
-      both counts and the data's first class names.
+      both counts and the data's first class names; a task created with ``num_classes=None``
+      takes the data's (``adopt_num_classes``), before anything else here uses it.
     - labels: a model built without ``class_names`` takes the data's (``adopt_labels``), so
       ``predict`` on a loaded checkpoint names its classes.
     - class frequencies: when a fit starts, a model with ``adopt_class_counts`` (for
@@ -65,6 +66,13 @@ class DataContract(Callback):
                 f"classes{names}; create the model with num_classes={n_data} "
                 f"(e.g. num_classes=data.num_classes) to train on this {data_name}"
             )
+        if (
+            n_model is None
+            and isinstance(n_data, int)
+            and getattr(pl_module, "num_classes_pending", False)
+        ):
+            # A task created with num_classes=None builds its class layers for the data's.
+            pl_module.adopt_num_classes(n_data)
         adopt = getattr(pl_module, "adopt_labels", None)
         if classes and callable(adopt):
             adopt(list(classes), getattr(dm, "category_ids", None))
