@@ -22,8 +22,10 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from autotimm_core.data.config import DataConfig, resolve_data_config
 from autotimm_core.data.contract import DataContract
+from autotimm_core.data.letterbox import as_letterbox_config
 from autotimm_core.data.normalize import normalize_images
 from autotimm_core.ema import ModelEma
+from autotimm_core.features import accepts_img_size, build_feature_backbone
 from autotimm_core.loggers import LoggingConfig
 from autotimm_core.metrics import CONFUSION_MATRIX, MetricConfig, MetricManager
 from autotimm_core.optimizers import create_optimizer, resolve_optimizer_name
@@ -301,6 +303,53 @@ class BaseTask(pl.LightningModule):
             fixed_size=fixed_size,
         )
         return self._data_config
+
+    def init_feature_backbone(
+        self,
+        backbone: str,
+        pretrained: bool,
+        image_size: int | None,
+        data_config: DataConfig | Mapping[str, Any] | None,
+        default_image_size: int,
+        task: str = "this task",
+    ) -> torch.nn.Module:
+        """For dense tasks (letterboxed square inputs, a ``features_only`` backbone): build
+        ``self.backbone`` and resolve ``self.data_config`` (:meth:`init_data_config`).
+
+        The input side follows the data config's rule (explicit ``image_size`` or
+        ``data_config`` entry > ``default_image_size``) and is known before the backbone, so
+        a backbone built for a fixed size (ViT, Swin...) is built once, for it; the side is
+        checked first, before any download.
+
+        Args:
+            backbone: timm model name.
+            pretrained: load its pretrained weights.
+            image_size: the task's ``image_size`` argument.
+            data_config: the task's ``data_config`` argument.
+            default_image_size: the task's default side (detection's 640, segmentation's 512).
+            task: the task named in errors (``"detection"``). Default ``"this task"``.
+
+        Returns:
+            ``self.backbone``.
+        """
+        size = as_letterbox_config(
+            resolve_data_config(
+                image_size=image_size,
+                overrides=data_config,
+                default_image_size=default_image_size,
+                default_resize_mode="letterbox",
+            ),
+            task,
+        ).image_size
+        self.backbone = build_feature_backbone(backbone, pretrained, size)
+        self.init_data_config(
+            image_size,
+            data_config,
+            default_image_size=default_image_size,
+            resize_mode="letterbox",
+            fixed_size=accepts_img_size(backbone),
+        )
+        return self.backbone
 
     @property
     def data_config(self) -> DataConfig:

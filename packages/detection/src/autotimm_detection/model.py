@@ -13,13 +13,12 @@ from torch import Tensor, nn
 from torchmetrics.detection import MeanAveragePrecision
 
 from autotimm_core import BaseTask
-from autotimm_core.data import DataConfig, ImageInput, read_image, resolve_data_config
+from autotimm_core.data import DataConfig, ImageInput, read_image
 from autotimm_core.validation import check_choice
 from autotimm_detection.assign import bucket_size, pad_targets
-from autotimm_detection.backbone import PyramidAdapter, accepts_img_size, build_timm_backbone
+from autotimm_detection.backbone import PyramidAdapter
 from autotimm_detection.data.transforms import (
     DEFAULT_FILL,
-    as_letterbox_config,
     build_detection_transform,
     letterbox_target,
 )
@@ -184,23 +183,8 @@ class ObjectDetector(BaseTask):
         self.class_names = list(class_names) if class_names else None
         self.category_ids = list(category_ids) if category_ids else None
 
-        # The size by the same rule as data_config below (explicit > 640), known before the
-        # backbone: fixed-size backbones are built once, for it. Checked first (no download).
-        size = as_letterbox_config(
-            resolve_data_config(
-                image_size=image_size,
-                overrides=data_config,
-                default_image_size=DETECTION_IMAGE_SIZE,
-                default_resize_mode="letterbox",
-            )
-        ).image_size
-        self.backbone = build_timm_backbone(backbone, pretrained, size)
-        self.init_data_config(
-            image_size,
-            data_config,
-            default_image_size=DETECTION_IMAGE_SIZE,
-            resize_mode="letterbox",
-            fixed_size=accepts_img_size(backbone),
+        self.init_feature_backbone(
+            backbone, pretrained, image_size, data_config, DETECTION_IMAGE_SIZE, task="detection"
         )
         info = self.backbone.feature_info
         self.adapter = PyramidAdapter(info.channels(), info.reduction(), name=backbone)

@@ -10,11 +10,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from autotimm_core import BaseTask, FeatureAdapter, accepts_img_size, build_feature_backbone
-from autotimm_core.data import DataConfig, ImageInput, read_image, resolve_data_config
+from autotimm_core import BaseTask, FeatureAdapter
+from autotimm_core.data import DataConfig, ImageInput, read_image
 from autotimm_core.validation import check_choice
 from autotimm_segmentation.data.transforms import (
-    as_letterbox_config,
     build_segmentation_transform,
     letterbox_size,
 )
@@ -139,23 +138,13 @@ class SemanticSegmentor(BaseTask):
         self.ignore_index = ignore_index
         self.class_names = None if class_names is None else [str(c) for c in class_names]
 
-        # The size by the same rule as data_config below (explicit > 512), known before the
-        # backbone: fixed-size backbones are built once, for it.
-        size = as_letterbox_config(
-            resolve_data_config(
-                image_size=image_size,
-                overrides=data_config,
-                default_image_size=SEGMENTATION_IMAGE_SIZE,
-                default_resize_mode="letterbox",
-            )
-        ).image_size
-        self.backbone = build_feature_backbone(backbone, pretrained, size)
-        self.init_data_config(
+        self.init_feature_backbone(
+            backbone,
+            pretrained,
             image_size,
             data_config,
-            default_image_size=SEGMENTATION_IMAGE_SIZE,
-            resize_mode="letterbox",
-            fixed_size=accepts_img_size(backbone),
+            SEGMENTATION_IMAGE_SIZE,
+            task="segmentation",
         )
         info = self.backbone.feature_info
         self.adapter = FeatureAdapter(
