@@ -25,8 +25,8 @@ HERE = Path(__file__).resolve().parent
 TESTS = HERE.parent
 ROOT = TESTS.parent
 
-# Helper modules imported by name from the folders below: reliability_helpers and
-# docs_substitutions (here) and ddp_launch (tests/trainer, where the trainer's DDP test uses it).
+# Helper modules imported by name from the folders below: reliability_helpers, example_runs
+# and docs_substitutions (here) and ddp_launch (tests/trainer, where the trainer's DDP test uses it).
 for _helpers in (HERE, TESTS / "trainer"):
     if str(_helpers) not in sys.path:
         sys.path.insert(0, str(_helpers))

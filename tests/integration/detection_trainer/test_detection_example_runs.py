@@ -4,28 +4,14 @@ writes and draws."""
 
 from __future__ import annotations
 
-import csv
-import json
-from pathlib import Path
-
 import pytest
+from example_runs import fit_example, predict_example
 
 from autotimm_detection.data import builtin
-from autotimm_trainer import cli
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")
 
-EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "detection_quickstart.yaml"
-SHORT = [
-    "--trainer.max_epochs",
-    "1",
-    "--trainer.limit_train_batches",
-    "2",
-    "--trainer.limit_val_batches",
-    "1",
-    "--trainer.enable_progress_bar",
-    "false",
-]
+EXAMPLE = "detection_quickstart.yaml"
 
 
 def test_detection_example_runs_short(tmp_path, monkeypatch):
@@ -36,28 +22,15 @@ def test_detection_example_runs_short(tmp_path, monkeypatch):
         builtin, "PHOTO_OBJECTS_SPLITS", {"train": (32, 0), "val": (16, 1), "test": (16, 2)}
     )
     root = tmp_path / "runs"
-    run = cli.build_cli(
-        ["fit", "--config", str(EXAMPLE), *SHORT, "--trainer.default_root_dir", str(root)]
-    )
+    run, rows = fit_example(EXAMPLE, root)
     assert run.model.num_classes == 3
     assert run.model.class_names == ["cat", "coffee", "astronaut"]
     assert (
         tmp_path / "cache" / "photo_objects_v1" / "annotations" / "instances_train.json"
     ).is_file()
-    folder = root / "version_0"
-    names = {p.name for p in folder.iterdir()}
-    assert {"checkpoints", "config.yaml", "hparams.yaml", "metrics.csv", "results.csv"} <= names
-    rows = list(csv.DictReader((folder / "results.csv").open()))
     assert len(rows) == 1 and 0.0 <= float(rows[0]["val/map"]) <= 1.0
     out = tmp_path / "pred"
-    cli.build_cli(
-        [
-            *("predict", "--config", str(EXAMPLE), "--ckpt_path", run.trainer.best_model_path),
-            *("--trainer.limit_predict_batches", "1", "--trainer.enable_progress_bar", "false"),
-            *("--trainer.default_root_dir", str(root), "--output_dir", str(out), "--draw", "true"),
-        ]
-    )
-    lines = [json.loads(x) for x in (out / "predictions.jsonl").read_text().splitlines()]
+    lines = predict_example(EXAMPLE, run.trainer.best_model_path, root, out)
     assert len(lines) == 16  # one batch of the example's batch_size
     first = lines[0]
     assert len(first["boxes"]) == len(first["scores"]) == len(first["label_names"])
