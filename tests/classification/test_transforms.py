@@ -61,6 +61,30 @@ def test_random_erasing_fills_with_the_mean_colour(backend):
     assert found
 
 
+def _white_pixels(tf, image: torch.Tensor, draws: int) -> set[int]:
+    torch.manual_seed(0)
+    return {int((tf(image) > 128).all(0).sum()) for _ in range(draws)}
+
+
+@pytest.mark.parametrize("backend", ["torchvision", "albumentations"])
+def test_default_preset_keeps_the_scale_of_small_images(backend):
+    # A white square in the middle of a black image: a scale-keeping crop (the "light" pipeline,
+    # what "default" is at image_size <= 64) shows it as large as the evaluation transform does,
+    # every time; a random-resized crop (the "default" at larger sizes) zooms it in and out.
+    def square(side: int) -> torch.Tensor:
+        image = torch.zeros((3, side, side), dtype=torch.uint8)
+        image[:, side * 3 // 8 : side * 5 // 8, side * 3 // 8 : side * 5 // 8] = 255
+        return image
+
+    kw = {"backend": backend, "normalize": False}
+    small, large = square(32), square(224)
+    eval_small = _white_pixels(build_classification_transform(False, image_size=32, **kw), small, 1)
+    default_small = build_classification_transform(True, image_size=32, preset="default", **kw)
+    assert _white_pixels(default_small, small, 30) == eval_small
+    default_large = build_classification_transform(True, image_size=224, preset="default", **kw)
+    assert len(_white_pixels(default_large, large, 30)) > 1
+
+
 def test_train_default_preset_augments():
     image = torch.randint(0, 256, (3, 64, 64), dtype=torch.uint8)
     tf = build_classification_transform(True, image_size=32, preset="default")

@@ -301,8 +301,9 @@ class ImageDataModule(ClassificationDataModule):
             :class:`~autotimm_core.data.BaseDataModule`): ``image_size`` (default None: the
             model's, i.e. its backbone's pretrained input size, else 224), ``batch_size``
             (default 32), ``num_workers`` (4, capped at the CPUs), ``augmentation_preset``
-            (``"none"``, ``"light"``, ``"default"``: random-resized crop + flip, ``"strong"``:
-            adds TrivialAugment-style ops and random erasing; see
+            (``"none"``, ``"light"``, ``"default"``: random-resized crop + flip, or at
+            ``image_size <= 64`` the ``"light"`` crop, ``"strong"``: adds TrivialAugment-style
+            ops and random erasing; see
             ``build_classification_transform``), ``transform_backend`` (``"torchvision"`` or
             ``"albumentations"``, the ``autotimm-classification[albumentations]`` extra),
             ``mean``, ``std``, ``interpolation`` (default None: the model's), ``normalize_on_device``
