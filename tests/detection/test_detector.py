@@ -130,6 +130,7 @@ def test_num_classes_none_takes_the_data_modules_classes_and_ids(shapes_root, tm
     [
         ({"num_classes": 0}, "num_classes must be a positive int .*or None to take the data"),
         ({"num_classes": 2, "class_names": ["a"]}, "class_names has 1 entries but num_classes=2"),
+        ({"num_classes": 2, "point_offset": 1.5}, r"point_offset must be a number in \[0, 1\)"),
     ],
 )
 def test_bad_num_classes_is_named(kwargs, message):
@@ -375,3 +376,14 @@ def test_frozen_bn_keeps_statistics_and_the_checkpoint_round_trips(tmp_path):
     trainer.save_checkpoint(ckpt)
     loaded = ObjectDetector.load_from_checkpoint(ckpt)
     torch.testing.assert_close(loaded.backbone.bn1.running_mean, model.backbone.bn1.running_mean)
+
+
+def test_point_offset_places_the_points_and_is_a_hyperparameter():
+    model = ObjectDetector("test_resnet", num_classes=2, image_size=64, point_offset=0.0, **SMALL)
+    images = torch.zeros(1, 3, 64, 64, dtype=torch.uint8)
+    assert model(images)["points"][:2].tolist() == [[0.0, 0.0], [8.0, 0.0]]  # P3 cell corners
+    default = ObjectDetector("test_resnet", num_classes=2, image_size=64, **SMALL)
+    assert default(images)["points"][0].tolist() == [4.0, 4.0]  # cell centres
+    # What load_from_checkpoint rebuilds the model from.
+    rebuilt = ObjectDetector(**model.hparams)
+    assert rebuilt(images)["points"][1].tolist() == [8.0, 0.0]

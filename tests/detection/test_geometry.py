@@ -18,6 +18,13 @@ def test_make_points_are_cell_centres_per_level():
     assert strides.tolist() == [8.0] * 6 + [16.0]
 
 
+def test_make_points_at_cell_corners_with_offset_zero():
+    # torchvision's FCOS placement: cell (i, j) at (j * stride, i * stride).
+    points, _, _ = make_points([(2, 3), (1, 1)], [8, 16], offset=0.0)
+    assert points[:4].tolist() == [[0.0, 0.0], [8.0, 0.0], [16.0, 0.0], [0.0, 8.0]]
+    assert points[-1].tolist() == [0.0, 0.0]
+
+
 def test_level_size_ranges_open_first_and_last_level():
     ranges = level_size_ranges([2, 1, 1], ((10.0, 64.0), (64.0, 128.0), (128.0, 256.0)))
     assert ranges[0].tolist() == [0.0, 64.0]

@@ -106,6 +106,9 @@ class ObjectDetector(BaseTask):
             affine parameters, ``timm.layers.freeze_batch_norm_2d``), as torchvision's detectors
             do with pretrained weights: small per-device batches then cannot spoil the
             pretrained statistics. Default False.
+        point_offset: where each feature cell's point lies, in strides: 0.5 is the cell's
+            centre (the official FCOS, mmdetection), 0.0 its top-left corner (torchvision's
+            FCOS; the centre of a ResNet cell's receptive field). Default 0.5.
         **kwargs: BaseTask's arguments: ``metrics`` (default COCO mAP on val and test;
             MeanAveragePrecision configs get pycocotools-exact thresholds and the fastest
             installed backend unless set, and torchmetrics' own class is built as
@@ -147,6 +150,7 @@ class ObjectDetector(BaseTask):
         cls_loss: Literal["focal", "quality_focal", "varifocal"] = "focal",
         trainable_layers: int | None = None,
         frozen_bn: bool = False,
+        point_offset: float = 0.5,
         **kwargs: Any,
     ) -> None:
         if num_classes is None:
@@ -169,6 +173,13 @@ class ObjectDetector(BaseTask):
                 f"(3, 4, 5, 6, 7) or (3, 4, 5), got {fpn_levels!r}"
             )
         check_choice("cls_loss", cls_loss, CLS_LOSSES)
+        if isinstance(point_offset, bool) or not (
+            isinstance(point_offset, (int, float)) and 0.0 <= point_offset < 1.0
+        ):
+            raise ValueError(
+                f"point_offset must be a number in [0, 1) (0.5: cell centres, 0.0: torchvision's "
+                f"cell corners), got {point_offset!r}"
+            )
         if trainable_layers is not None and not (
             isinstance(trainable_layers, int) and trainable_layers >= 0
         ):
@@ -260,7 +271,12 @@ class ObjectDetector(BaseTask):
         key = (sizes, image_size, features[0].device, torch.is_inference_mode_enabled())
         if key not in self._points_cache:
             strides = [FPN_STRIDES[level - 3] for level in self.fpn_levels]
-            points, strides, counts = make_points(list(sizes), strides, device=features[0].device)
+            points, strides, counts = make_points(
+                list(sizes),
+                strides,
+                device=features[0].device,
+                offset=float(self.hparams.get("point_offset", 0.5)),
+            )
             side = max(image_size) if self.hparams.get("scale_size_ranges", False) else 800.0
             ranges = level_size_ranges(
                 counts, scaled_size_ranges(side, self.fpn_levels), device=features[0].device

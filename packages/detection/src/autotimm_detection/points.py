@@ -56,6 +56,7 @@ def make_points(
     strides: list[int],
     device: torch.device | None = None,
     dtype: torch.dtype = torch.float32,
+    offset: float = 0.5,
 ) -> tuple[Tensor, Tensor, list[int]]:
     """Locations of all feature-map cells, level after level.
 
@@ -64,18 +65,21 @@ def make_points(
         strides: input pixels per cell of each level (e.g. ``[8, 16, 32, 64, 128]``).
         device: device of the returned tensors. Default: CPU.
         dtype: floating dtype of the returned tensors. Default float32.
+        offset: where in its cell a point lies, in strides: 0.5 is the cell's centre (the
+            official FCOS and mmdetection: cell (0, 0) covers pixels [0, stride)), 0.0 its
+            top-left corner (torchvision's FCOS; where a ResNet's padded stride-2 convolutions
+            centre each output cell's receptive field). Default 0.5.
 
     Returns:
-        ``points`` (P, 2) as (x, y) cell centres in input pixels, ``point_strides`` (P,) and the
-        number of points per level.
+        ``points`` (P, 2) as (x, y) in input pixels, ``point_strides`` (P,) and the number of
+        points per level.
     """
     if len(feature_sizes) != len(strides):
         raise ValueError(f"{len(feature_sizes)} feature maps but {len(strides)} strides")
     points, point_strides, counts = [], [], []
     for (h, w), stride in zip(feature_sizes, strides):
-        # Cell centres, not corners: cell (0, 0) covers pixels [0, stride) in both directions.
-        ys = (torch.arange(h, device=device, dtype=dtype) + 0.5) * stride
-        xs = (torch.arange(w, device=device, dtype=dtype) + 0.5) * stride
+        ys = (torch.arange(h, device=device, dtype=dtype) + offset) * stride
+        xs = (torch.arange(w, device=device, dtype=dtype) + offset) * stride
         yy, xx = torch.meshgrid(ys, xs, indexing="ij")
         points.append(torch.stack([xx.reshape(-1), yy.reshape(-1)], dim=1))
         point_strides.append(torch.full((h * w,), float(stride), device=device, dtype=dtype))
