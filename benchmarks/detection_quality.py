@@ -49,6 +49,8 @@ VARIANTS: dict[str, dict] = {
     "corners": {"point_offset": 0.0},  # torchvision's point placement (cell corners)
     "corners-force": {"point_offset": 0.0, "force_gt_positive": True},
     "corners-ctr-giou": {"point_offset": 0.0, "centerness_weighted_giou": True},
+    # Diagnostic: torchvision's head has no per-level learnable scale of the distances.
+    "corners-fixed-scales": {"point_offset": 0.0, "_fixed_scales": True},
 }
 
 
@@ -221,7 +223,8 @@ def main() -> None:
 
         def ours(seed: int, **options) -> ObjectDetector:
             torch.manual_seed(seed)  # every variant of a seed starts from the same weights
-            return ObjectDetector(
+            fixed_scales = options.pop("_fixed_scales", False)
+            model = ObjectDetector(
                 args.backbone,
                 num_classes=num_classes,
                 pretrained=False,
@@ -230,6 +233,9 @@ def main() -> None:
                 head_num_convs=args.head_num_convs,
                 **options,
             )
+            if fixed_scales:
+                model.head.scales.requires_grad_(False)
+            return model
 
         rows = []
         for seed in range(args.first_seed, args.first_seed + args.seeds):
