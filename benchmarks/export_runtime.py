@@ -7,11 +7,14 @@ resize, network, post-processing), at batch 1 and 8, both on one thread: onnxrun
 medians.
 
     OMP_NUM_THREADS=1 python benchmarks/export_runtime.py --repeats 3
+    OMP_NUM_THREADS=1 python benchmarks/export_runtime.py --profile   # where the time goes
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
+import json
 import statistics
 import tempfile
 import time
@@ -51,12 +54,51 @@ def images_per_second(fn, files: list[str], batch: int, repeats: int) -> list[fl
     return rates
 
 
+def profile(model, path: Path, size: int, runs: int = 5) -> None:
+    """Print the network's FLOPs (``torch.utils.flop_counter``) and onnxruntime's time per
+    operator type at batch 1 (its ``enable_profiling``), on one thread."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x = torch.randint(0, 256, (1, 3, size, size), dtype=torch.uint8)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(x)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    options.enable_profiling = True
+    options.profile_file_prefix = str(path.with_suffix(""))
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    feed = {session.get_inputs()[0].name: x.numpy()}
+    session.run(None, feed)  # warm-up, then the profiled runs
+    for _ in range(runs):
+        session.run(None, feed)
+    per_op: collections.Counter = collections.Counter()
+    events = json.loads(Path(session.end_profiling()).read_text())
+    for event in events:
+        if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
+            per_op[event["args"]["op_name"]] += event["dur"] / 1000 / (runs + 1)
+    total = sum(per_op.values())
+    gflop = counter.get_total_flops() / 1e9
+    conv = per_op.get("Conv", 0.0)
+    print(f"  {gflop:.2f} GFLOP; onnxruntime {total:.1f} ms per image, Conv {conv:.1f} ms")
+    if conv:
+        print(
+            f"  -> about {gflop / (conv / 1000):.0f} GFLOP/s in Conv (the FLOPs are nearly all conv)"
+        )
+    for op, ms in per_op.most_common(6):
+        print(f"  {op:<24}{ms:8.2f} ms")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--num-images", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--cls-size", type=int, default=224)
     parser.add_argument("--det-size", type=int, default=384)
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="only export and print each network's FLOPs and onnxruntime's time per operator",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     options = ort.SessionOptions()
@@ -83,6 +125,10 @@ def main() -> None:
             start = time.perf_counter()
             path = model.export(Path(tmp) / "model.onnx")  # with the parity check
             export_s = time.perf_counter() - start
+            if args.profile:
+                print(name)
+                profile(model, path, size)
+                continue
             predictor = autotimm_runtime.load(path, session_options=options)
             for batch in (1, 8):
                 runners = {
@@ -97,6 +143,8 @@ def main() -> None:
                 onnx_rate = statistics.median(rates["onnx"])
                 rows.append((name, size, batch, torch_rate, onnx_rate, export_s))
                 print(rows[-1], flush=True)
+    if args.profile:
+        return
     print()
     print(
         "| model | px | batch | PyTorch `predict` img/s | autotimm-runtime img/s | ratio | export s |"

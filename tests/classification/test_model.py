@@ -97,9 +97,15 @@ def test_num_classes_that_disagrees_with_the_data_names_both(colour_folder):
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"num_classes": 0}, "num_classes must be a positive int, or None to take the data"),
+        (
+            {"num_classes": 0},
+            "ImageClassifier: num_classes must be a positive int .*, or None to take the data",
+        ),
         ({"num_classes": True}, "num_classes must be a positive int"),
-        ({"class_names": ["a", "b"]}, "class_names has 2 names but num_classes=3"),
+        (
+            {"class_names": ["a", "b"]},
+            "ImageClassifier: class_names has 2 entries but num_classes=3",
+        ),
         ({"head_dropout": 1.5}, r"head_dropout must be in \[0, 1\)"),
         ({"label_smoothing": -0.1}, r"label_smoothing must be in \[0, 1\)"),
         ({"backbone": "resnet5O"}, "Unknown backbone 'resnet5O'"),

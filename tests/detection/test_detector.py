@@ -128,8 +128,14 @@ def test_num_classes_none_takes_the_data_modules_classes_and_ids(shapes_root, tm
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"num_classes": 0}, "num_classes must be a positive int .*or None to take the data"),
-        ({"num_classes": 2, "class_names": ["a"]}, "class_names has 1 entries but num_classes=2"),
+        (
+            {"num_classes": 0},
+            "ObjectDetector: num_classes must be a positive int .*, or None to take the data",
+        ),
+        (
+            {"num_classes": 2, "class_names": ["a"]},
+            "ObjectDetector: class_names has 1 entries but num_classes=2",
+        ),
         ({"num_classes": 2, "point_offset": 1.5}, r"point_offset must be a number in \[0, 1\)"),
     ],
 )

@@ -70,7 +70,10 @@ def test_feature_adapter_names_the_strides_it_needs():
         ({"ignore_index": -100}, r"ignore_index must be in \[0, 255\]"),
         ({"class_weights": [1.0, 2.0]}, r"class_weights must be 4 non-negative numbers"),
         ({"loss": "lovasz", "class_weights": [1, 1, 1, 1]}, "loss='lovasz'.*takes none"),
-        ({"num_classes": 0}, "num_classes must be a positive int .*or None to take the data"),
+        (
+            {"num_classes": 0},
+            "SemanticSegmentor: num_classes must be a positive int .*, or None to take the data",
+        ),
     ],
 )
 def test_bad_arguments_are_named(kwargs, message):

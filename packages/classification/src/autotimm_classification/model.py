@@ -16,6 +16,7 @@ from autotimm_classification.transforms import build_classification_transform
 from autotimm_classification.visualize import render_classification
 from autotimm_core import BaseTask, MetricConfig, create_backbone
 from autotimm_core.data import ClassCounts, DataConfig, ImageInput, read_image
+from autotimm_core.validation import resolve_num_classes
 
 
 def _check_class_weights(value: Any, num_classes: int | None) -> torch.Tensor | None:
@@ -158,19 +159,7 @@ class ImageClassifier(BaseTask):
         data_config: DataConfig | Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        if num_classes is None and class_names is not None:
-            num_classes = len(class_names)
-        if num_classes is not None and (
-            not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1
-        ):
-            raise ValueError(
-                f"num_classes must be a positive int, or None to take the data module's, got "
-                f"{num_classes!r}"
-            )
-        if class_names is not None and len(class_names) != num_classes:
-            raise ValueError(
-                f"class_names has {len(class_names)} names but num_classes={num_classes}"
-            )
+        num_classes = resolve_num_classes("ImageClassifier", num_classes, class_names=class_names)
         if not 0.0 <= head_dropout < 1.0:
             raise ValueError(f"head_dropout must be in [0, 1), got {head_dropout!r}")
         if not 0.0 <= label_smoothing < 1.0:

@@ -31,6 +31,7 @@ from autotimm_core.metrics import CONFUSION_MATRIX, MetricConfig, MetricManager
 from autotimm_core.optimizers import create_optimizer, resolve_optimizer_name
 from autotimm_core.per_class import best_and_worst, per_class_values, report_confusion_matrix
 from autotimm_core.schedulers import create_scheduler, is_timm_scheduler, resolve_scheduler_name
+from autotimm_core.validation import check_num_classes
 
 _RNG_KEY = "autotimm_rng_states"
 #: Checkpoint key holding the task's import path (``module.Class``): what ``autotimm export
@@ -191,11 +192,7 @@ class BaseTask(pl.LightningModule):
         """
         if not self.num_classes_pending:
             return
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-            raise ValueError(
-                f"{type(self).__name__}: num_classes must be a positive int, got {num_classes!r}"
-            )
-        self.num_classes = num_classes
+        self.num_classes = check_num_classes(type(self).__name__, num_classes, optional=False)
         if "num_classes" in self.hparams:
             # Lightning's public way to change saved values (hparams and hparams_initial).
             self.save_hyperparameters({**self.hparams, "num_classes": num_classes})

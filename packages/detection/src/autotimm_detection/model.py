@@ -14,7 +14,7 @@ from torchmetrics.detection import MeanAveragePrecision
 
 from autotimm_core import BaseTask
 from autotimm_core.data import DataConfig, ImageInput, read_image
-from autotimm_core.validation import check_choice
+from autotimm_core.validation import check_choice, resolve_num_classes
 from autotimm_detection.assign import bucket_size, pad_targets
 from autotimm_detection.backbone import PyramidAdapter
 from autotimm_detection.data.transforms import (
@@ -153,19 +153,9 @@ class ObjectDetector(BaseTask):
         point_offset: float = 0.5,
         **kwargs: Any,
     ) -> None:
-        if num_classes is None:
-            given = class_names if class_names is not None else category_ids
-            num_classes = None if given is None else len(given)
-        if num_classes is not None and not (
-            isinstance(num_classes, int) and not isinstance(num_classes, bool) and num_classes > 0
-        ):
-            raise ValueError(
-                f"ObjectDetector's num_classes must be a positive int (the number of object "
-                f"classes in your data), or None to take the data module's, got {num_classes!r}"
-            )
-        for name, names in (("class_names", class_names), ("category_ids", category_ids)):
-            if names is not None and len(names) != num_classes:
-                raise ValueError(f"{name} has {len(names)} entries but num_classes={num_classes}")
+        num_classes = resolve_num_classes(
+            "ObjectDetector", num_classes, class_names=class_names, category_ids=category_ids
+        )
         levels = tuple(int(x) for x in fpn_levels)
         if not levels or list(levels) != sorted(set(levels)) or not set(levels) <= set(range(3, 8)):
             raise ValueError(
@@ -218,17 +208,9 @@ class ObjectDetector(BaseTask):
         """The FCOS head (its classifier has ``num_classes`` outputs) and the default label
         names (``"0"``, ``"1"``...) and category ids (``0..num_classes-1``) where none are given;
         built at construction, or for a detector created with ``num_classes=None`` from the data
-        module's when a stage starts.
-
-        Raises:
-            ValueError: ``class_names`` or ``category_ids`` does not hold ``num_classes`` entries.
+        module's when a stage starts (``__init__`` has checked the given lists' lengths).
         """
         hp = self.hparams
-        for name in ("class_names", "category_ids"):
-            if hp[name] is not None and len(hp[name]) != num_classes:
-                raise ValueError(
-                    f"{name} has {len(hp[name])} entries but num_classes={num_classes}"
-                )
         self.class_names = self.class_names or [str(i) for i in range(num_classes)]
         self.category_ids = self.category_ids or list(range(num_classes))
         self.head = FCOSHead(

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from autotimm_core import BaseTask, FeatureAdapter
 from autotimm_core.data import DataConfig, ImageInput, read_image
-from autotimm_core.validation import check_choice
+from autotimm_core.validation import check_choice, resolve_num_classes
 from autotimm_segmentation.data.transforms import (
     build_segmentation_transform,
     letterbox_size,
@@ -104,25 +104,13 @@ class SemanticSegmentor(BaseTask):
         class_names: Sequence[str] | None = None,
         **kwargs: Any,
     ) -> None:
-        if num_classes is None and class_names is not None:
-            num_classes = len(class_names)
-        if num_classes is not None and not (
-            isinstance(num_classes, int) and not isinstance(num_classes, bool) and num_classes > 0
-        ):
-            raise ValueError(
-                f"SemanticSegmentor's num_classes must be a positive int (the number of classes "
-                f"in your masks), or None to take the data module's, got {num_classes!r}"
-            )
+        num_classes = resolve_num_classes("SemanticSegmentor", num_classes, class_names=class_names)
         check_choice("head", head, HEADS)
         check_choice("loss", loss, LOSSES)
         if isinstance(ignore_index, bool) or not isinstance(ignore_index, int):
             raise ValueError(f"ignore_index must be an int in [0, 255], got {ignore_index!r}")
         if not 0 <= ignore_index <= 255:
             raise ValueError(f"ignore_index must be in [0, 255] (8-bit masks), got {ignore_index}")
-        if class_names is not None and len(class_names) != num_classes:
-            raise ValueError(
-                f"class_names has {len(class_names)} names but num_classes={num_classes}"
-            )
         _check_class_weights(class_weights, num_classes)
         given = kwargs.get("metrics")
         kwargs["metrics"] = (
