@@ -114,8 +114,9 @@ def train_and_score(name, model, kind, data, args, ann_file, seed: int = 0) -> d
         )
         t0 = time.perf_counter()
         opt.zero_grad()
-        if kind == "tv":
-            tv_t = [{"boxes": t["boxes"], "labels": t["labels"] + 1} for t in targets]
+        if kind in ("tv", "tv-exact"):
+            off = 1 if kind == "tv" else 0  # torchvision's convention reserves label 0
+            tv_t = [{"boxes": t["boxes"], "labels": t["labels"] + off} for t in targets]
             loss = sum(model(list(images.float() / 255), tv_t).values())
         else:
             loss = model.loss(model(images), targets)["loss"]
@@ -130,8 +131,9 @@ def train_and_score(name, model, kind, data, args, ann_file, seed: int = 0) -> d
         for s in range(0, len(val_x), args.batch_size):
             x = val_x[s : s + args.batch_size]
             t0 = time.perf_counter()
-            if kind == "tv":
-                out = [{**o, "labels": o["labels"] - 1} for o in model(list(x.float() / 255))]
+            if kind in ("tv", "tv-exact"):
+                off = 1 if kind == "tv" else 0
+                out = [{**o, "labels": o["labels"] - off} for o in model(list(x.float() / 255))]
             else:
                 out = model.postprocess(model(x))
             infer.append((time.perf_counter() - t0) / len(x))
@@ -201,6 +203,13 @@ def main() -> None:
         help="train only the AutoTimm variants (to add variants to an earlier run's seeds; "
         "the ratio column is then left empty)",
     )
+    ap.add_argument(
+        "--torchvision-exact-classes",
+        action="store_true",
+        help="also train torchvision's FCOS with exactly the data's classes (labels 0..C-1, no "
+        "reserved label 0): the same model up to one always-negative class row, which shows "
+        "how far two runs of one algorithm land apart at this budget",
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     names = list(VARIANTS) if args.variants == "all" else args.variants.split(",")
@@ -252,6 +261,20 @@ def main() -> None:
                 copy_initial_weights(tv, ours(seed))
             tv.score_thresh, tv.nms_thresh = 0.05, 0.6
             rows.append(train_and_score("torchvision FCOS", tv, "tv", data, args, ann_file, seed))
+            if args.torchvision_exact_classes:
+                tv = torchvision_fcos(
+                    args.backbone,
+                    num_classes,
+                    args.image_size,
+                    args.fpn_channels,
+                    args.head_num_convs,
+                    reserve_label_zero=False,
+                )
+                if args.init == "same":
+                    copy_initial_weights(tv, ours(seed))
+                tv.score_thresh, tv.nms_thresh = 0.05, 0.6
+                name = "torchvision FCOS, labels 0..C-1"
+                rows.append(train_and_score(name, tv, "tv-exact", data, args, ann_file, seed))
             for n in names:
                 model = ours(seed, **VARIANTS[n])
                 rows.append(train_and_score(n, model, "ours", data, args, ann_file, seed))

@@ -50,11 +50,14 @@ def torchvision_fcos(
     image_size: int,
     fpn_channels: int = 256,
     head_num_convs: int = 4,
+    reserve_label_zero: bool = True,
 ) -> FCOS:
     """torchvision's FCOS on a torchvision ResNet with FPN P3-P7, random weights, built as
     ``fcos_resnet50_fpn`` builds it (trainable BatchNorm without pretrained weights, P6/P7
     from P5) but for any ResNet and width. It resizes inside: ``min_size = max_size =
-    image_size`` keeps square inputs as they are. ``num_classes + 1``: label 0 is reserved."""
+    image_size`` keeps square inputs as they are. With ``reserve_label_zero`` (the default,
+    torchvision's convention) it has ``num_classes + 1`` classes and label 0 is never used;
+    without, ``num_classes`` and labels ``0..num_classes-1``, as AutoTimm's."""
     net = getattr(torchvision.models, backbone)(weights=None)
     c = net.inplanes // 4  # layer2's output channels (torchvision's _resnet_fpn_extractor rule)
     body = BackboneWithFPN(
@@ -65,10 +68,11 @@ def torchvision_fcos(
         extra_blocks=LastLevelP6P7(fpn_channels, fpn_channels),
     )
     anchors = AnchorGenerator(((8,), (16,), (32,), (64,), (128,)), ((1.0,),) * 5)
-    head = FCOSHead(fpn_channels, 1, num_classes + 1, num_convs=head_num_convs)
+    classes = num_classes + 1 if reserve_label_zero else num_classes
+    head = FCOSHead(fpn_channels, 1, classes, num_convs=head_num_convs)
     return FCOS(
         body,
-        num_classes + 1,
+        classes,
         min_size=image_size,
         max_size=image_size,
         anchor_generator=anchors,
@@ -81,8 +85,8 @@ def copy_initial_weights(tv: FCOS, ours: ObjectDetector) -> None:
     that a comparison measures the detectors' training and decoding, not two random draws.
 
     timm's and torchvision's ResNets share their parameter names, and both FPNs are torchvision's
-    ``FeaturePyramidNetwork``. torchvision's classifier has one more row (label 0, reserved and
-    never a positive): it keeps its own initialisation.
+    ``FeaturePyramidNetwork``. Where torchvision's classifier has one more row (label 0,
+    reserved and never a positive), that row keeps its own initialisation.
     """
     tv.backbone.body.load_state_dict(ours.backbone.state_dict(), strict=True)
     tv.backbone.fpn.load_state_dict(ours.fpn.fpn.state_dict(), strict=True)
@@ -91,9 +95,10 @@ def copy_initial_weights(tv: FCOS, ours: ObjectDetector) -> None:
     head.regression_head.conv.load_state_dict(ours.head.reg_tower.state_dict())
     head.regression_head.bbox_reg.load_state_dict(ours.head.bbox_pred.state_dict())
     head.regression_head.bbox_ctrness.load_state_dict(ours.head.bbox_ctrness.state_dict())
+    extra = head.classification_head.num_classes - ours.head.num_classes
     with torch.no_grad():
-        head.classification_head.cls_logits.weight[1:] = ours.head.cls_logits.weight
-        head.classification_head.cls_logits.bias[1:] = ours.head.cls_logits.bias
+        head.classification_head.cls_logits.weight[extra:] = ours.head.cls_logits.weight
+        head.classification_head.cls_logits.bias[extra:] = ours.head.cls_logits.bias
 
 
 def _time(fn, warmup: int, iters: int) -> float:
