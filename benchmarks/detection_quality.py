@@ -46,6 +46,7 @@ VARIANTS: dict[str, dict] = {
     "qfl": {"cls_loss": "quality_focal"},  # IoU-aware classification targets (GFL)
     "vfl": {"cls_loss": "varifocal"},  # IoU-aware classification targets (VarifocalNet)
     "light-head": {"head_channels": 32},  # towers at half the FPN width
+    "radius-2.5": {"center_sampling_radius": 2.5},  # more positives per box than FCOS's 1.5
     "corners": {"point_offset": 0.0},  # torchvision's point placement (cell corners)
     "corners-force": {"point_offset": 0.0, "force_gt_positive": True},
     "corners-ctr-giou": {"point_offset": 0.0, "centerness_weighted_giou": True},

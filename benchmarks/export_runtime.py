@@ -2,11 +2,12 @@
 
 For a classifier (ResNet-18, 224 px) and a detector (ResNet-18 + FPN + FCOS head, 384 px), random
 weights: export once (the export time is reported), then the same files, end to end (read,
-resize, network, post-processing), at batch 1 and 8, both on one thread: onnxruntime with
-``intra_op_num_threads=1``, PyTorch eager with ``torch.set_num_threads(1)``. Interleaved repeats,
-medians.
+resize, network, post-processing), at batch 1 and 8, both on the same number of threads
+(``--threads``, default 1): onnxruntime with ``intra_op_num_threads``, PyTorch eager with
+``torch.set_num_threads``. Interleaved repeats, medians.
 
     OMP_NUM_THREADS=1 python benchmarks/export_runtime.py --repeats 3
+    python benchmarks/export_runtime.py --threads 2   # every core of a 2-core machine, each side
     OMP_NUM_THREADS=1 python benchmarks/export_runtime.py --profile   # where the time goes
 """
 
@@ -54,16 +55,16 @@ def images_per_second(fn, files: list[str], batch: int, repeats: int) -> list[fl
     return rates
 
 
-def profile(model, path: Path, size: int, runs: int = 5) -> None:
+def profile(model, path: Path, size: int, threads: int, runs: int = 5) -> None:
     """Print the network's FLOPs (``torch.utils.flop_counter``) and onnxruntime's time per
-    operator type at batch 1 (its ``enable_profiling``), on one thread."""
+    operator type at batch 1 (its ``enable_profiling``), on ``threads`` threads."""
     from torch.utils.flop_counter import FlopCounterMode
 
     x = torch.randint(0, 256, (1, 3, size, size), dtype=torch.uint8)
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         model(x)
     options = ort.SessionOptions()
-    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
     options.enable_profiling = True
     options.profile_file_prefix = str(path.with_suffix(""))
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
@@ -95,14 +96,21 @@ def main() -> None:
     parser.add_argument("--cls-size", type=int, default=224)
     parser.add_argument("--det-size", type=int, default=384)
     parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="threads of each side (torch.set_num_threads, onnxruntime's intra_op_num_threads); "
+        "default 1",
+    )
+    parser.add_argument(
         "--profile",
         action="store_true",
         help="only export and print each network's FLOPs and onnxruntime's time per operator",
     )
     args = parser.parse_args()
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
+    options.intra_op_num_threads = args.threads
     options.inter_op_num_threads = 1
     torch.manual_seed(0)
     models = {
@@ -127,7 +135,7 @@ def main() -> None:
             export_s = time.perf_counter() - start
             if args.profile:
                 print(name)
-                profile(model, path, size)
+                profile(model, path, size, args.threads)
                 continue
             predictor = autotimm_runtime.load(path, session_options=options)
             for batch in (1, 8):
@@ -145,7 +153,7 @@ def main() -> None:
                 print(rows[-1], flush=True)
     if args.profile:
         return
-    print()
+    print(f"\n{args.threads} thread(s) each")
     print(
         "| model | px | batch | PyTorch `predict` img/s | autotimm-runtime img/s | ratio | export s |"
     )
