@@ -55,6 +55,13 @@ def images_per_second(fn, files: list[str], batch: int, repeats: int) -> list[fl
     return rates
 
 
+def ort_options(threads: int) -> ort.SessionOptions:
+    """onnxruntime on ``threads`` threads within an operator, one between operators."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    return options
+
+
 def profile(model, path: Path, size: int, threads: int, runs: int = 5) -> None:
     """Print the network's FLOPs (``torch.utils.flop_counter``) and onnxruntime's time per
     operator type at batch 1 (its ``enable_profiling``), on ``threads`` threads."""
@@ -63,8 +70,7 @@ def profile(model, path: Path, size: int, threads: int, runs: int = 5) -> None:
     x = torch.randint(0, 256, (1, 3, size, size), dtype=torch.uint8)
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         model(x)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    options = ort_options(threads)
     options.enable_profiling = True
     options.profile_file_prefix = str(path.with_suffix(""))
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
@@ -109,9 +115,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = args.threads
-    options.inter_op_num_threads = 1
+    options = ort_options(args.threads)
     torch.manual_seed(0)
     models = {
         "classification (resnet18)": (
